@@ -1,0 +1,271 @@
+//! Central lists (Go's `mcentral`): one per size class, holding the spans no
+//! thread cache owns — a partial list (spans with a free object somewhere)
+//! and a full list (spans whose every object was out when their cache let
+//! them go).
+//!
+//! Called by `mcache.rs` (a cache takes a span with `acquire` and gives one
+//! back with `release`) and by `malloc.rs` (a remote free that claimed a span
+//! hands it to `on_claimed`). Calls `mheap.rs` for fresh spans and to return
+//! empty ones.
+//!
+//! # Concurrency
+//! One lock per class (`lock`), cache-line padded by the owner of the array,
+//! protects the two lists and the list fields of the spans on them. Holder
+//! changes are CASes on `Span::remote` (see `span.rs`): a span on a list may
+//! be claimed by a freeing thread at any time, so the lists never assume a
+//! span's tag without checking it, and the claimer, not the list, unlinks
+//! it. Lock order: this lock, then the heap lock.
+//!
+//! Invariants: a span is on the partial list iff its tag is `PARTIAL` or it is
+//! `CLAIMED` by a thread waiting for this lock; likewise for the full list
+//! and `FULL`. No span on a list has every object free except transiently,
+//! while its claimer waits for this lock.
+
+use crate::mheap::MHeap;
+use crate::sizeclass::CLASS_PAGES;
+use crate::span::{list, tag, RemoteWord, Span};
+use crate::sync::{maybe_const_fn, Ordering, RawLock, UnsafeCell};
+use core::ptr;
+
+#[derive(Debug)]
+struct Lists {
+    partial: *mut Span,
+    full: *mut Span,
+    /// Spans on either list (statistics).
+    len: usize,
+}
+
+/// The central lists of one size class.
+#[derive(Debug)]
+pub struct MCentral {
+    lock: RawLock,
+    lists: UnsafeCell<Lists>,
+}
+
+// SAFETY: `lists` and the list fields of the spans on them are only touched
+// with `lock` held.
+unsafe impl Sync for MCentral {}
+// SAFETY: the raw pointers name span records, which belong to no thread.
+unsafe impl Send for MCentral {}
+
+impl MCentral {
+    maybe_const_fn! {
+        /// Empty lists.
+        pub fn new() -> MCentral {
+            MCentral {
+                lock: RawLock::new(),
+                lists: UnsafeCell::new(Lists { partial: ptr::null_mut(), full: ptr::null_mut(), len: 0 }),
+            }
+        }
+    }
+
+    fn locked<R>(&self, f: impl FnOnce(&mut Lists) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: the lock gives this thread sole access to the lists.
+        let r = self.lists.with_mut(|l| f(unsafe { &mut *l }));
+        self.lock.unlock();
+        r
+    }
+
+    /// Takes the lock (for `fork`).
+    pub fn lock_for_fork(&self) {
+        self.lock.lock();
+    }
+    /// Releases the lock taken by `lock_for_fork`.
+    pub fn unlock_after_fork(&self, child: bool) {
+        if child {
+            self.lock.reset_after_fork();
+        } else {
+            self.lock.unlock();
+        }
+    }
+
+    /// Spans on the lists.
+    pub fn len(&self) -> usize {
+        self.locked(|l| l.len)
+    }
+
+    /// True when no span is on the lists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A span of `class` for the cache at address `owner`, now owned by it
+    /// (tag `OWNED`) and with at least one free object; null when out of
+    /// memory. Prefers a partial span; otherwise takes a fresh one from the heap.
+    pub fn acquire(&self, heap: &MHeap, class: usize, owner: usize) -> *mut Span {
+        let span = self.locked(|l| {
+            let mut s = l.partial;
+            while !s.is_null() {
+                // SAFETY: spans on the list are live; the lock is held.
+                let span = unsafe { &*s };
+                let w = RemoteWord(span.remote.load(Ordering::Relaxed));
+                // A CLAIMED span belongs to a thread waiting for this lock.
+                // Acquire pairs with the Release of the CAS that made the
+                // span PARTIAL: that holder's writes to it are visible.
+                if w.tag() == tag::PARTIAL
+                    && span
+                        .remote
+                        .compare_exchange(w.0, w.with_tag(tag::OWNED).0, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    // SAFETY: the lock is held and the span is on the list.
+                    unsafe { unlink(l, s) };
+                    return s;
+                }
+                // SAFETY: the lock is held.
+                s = span.next.with(|p| unsafe { *p });
+            }
+            ptr::null_mut()
+        });
+        let span = if span.is_null() {
+            heap.alloc_span(CLASS_PAGES[class] as usize, 1, class)
+        } else {
+            span
+        };
+        if !span.is_null() {
+            // SAFETY: the span is live and now held by the caller.
+            unsafe { (*span).owner.store(owner, Ordering::Relaxed) };
+        }
+        span
+    }
+
+    /// Takes back a span from the cache that owns it. An empty span goes back
+    /// to the heap; otherwise it joins the partial or full list.
+    ///
+    /// # Safety
+    /// The caller's cache owns `span` (tag `OWNED`) and gives it up.
+    pub unsafe fn release(&self, heap: &MHeap, span: *mut Span) {
+        // SAFETY: the caller owns the live span.
+        let s = unsafe { &*span };
+        // The owner's own later frees into this span must take the remote path.
+        s.owner.store(0, Ordering::Relaxed);
+        let used = s.used.get();
+        // SAFETY: the caller holds the span.
+        let exhausted = unsafe { s.locally_exhausted() };
+        let empty = self.locked(|l| {
+            let mut w = RemoteWord(s.remote.load(Ordering::Relaxed));
+            loop {
+                if w.count() == used {
+                    // Every object is free: no thread can free into it again.
+                    return true;
+                }
+                let (t, which) = if exhausted && w.count() == 0 {
+                    (tag::FULL, list::FULL)
+                } else {
+                    (tag::PARTIAL, list::PARTIAL)
+                };
+                // Release pairs with the Acquire of whoever holds it next
+                // (`acquire`, or a claiming `push_remote`): the local free
+                // list, bump index and used count written by this cache.
+                match s.remote.compare_exchange(
+                    w.0,
+                    w.with_tag(t).with_frozen(used).0,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // A claimer may already wait for the lock; it will
+                        // find the span linked.
+                        // SAFETY: the lock is held; the span is on no list.
+                        unsafe { link(l, span, which) };
+                        return false;
+                    }
+                    Err(cur) => w = RemoteWord(cur),
+                }
+            }
+        });
+        if empty {
+            // SAFETY: no live object and no holder but us.
+            unsafe { heap.free_span(span) };
+        }
+    }
+
+    /// Finishes the move of a span that a remote free claimed (tag
+    /// `CLAIMED`): unlinks it, then returns it to the heap if every object is
+    /// free, or puts it on the partial list.
+    ///
+    /// # Safety
+    /// The caller's `push_remote` on `span` returned true.
+    pub unsafe fn on_claimed(&self, heap: &MHeap, span: *mut Span) {
+        // SAFETY: the claimer holds the live span.
+        let s = unsafe { &*span };
+        let empty = self.locked(|l| {
+            // SAFETY: the lock is held; a claimed span is still on the list
+            // its previous tag named.
+            unsafe { unlink(l, span) };
+            // Acquire pairs with the pushers' Release: their objects are
+            // linked before the span is reused or released.
+            let mut w = RemoteWord(s.remote.load(Ordering::Acquire));
+            loop {
+                debug_assert_eq!(w.tag(), tag::CLAIMED);
+                if w.all_free() {
+                    return true;
+                }
+                // Release pairs with the Acquire in `acquire`.
+                match s.remote.compare_exchange(w.0, w.with_tag(tag::PARTIAL).0, Ordering::Release, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        // SAFETY: the lock is held; the span is on no list.
+                        unsafe { link(l, span, list::PARTIAL) };
+                        return false;
+                    }
+                    Err(cur) => w = RemoteWord(cur),
+                }
+            }
+        });
+        if empty {
+            // SAFETY: every object is free and this thread holds the span.
+            unsafe { heap.free_span(span) };
+        }
+    }
+}
+
+/// Pushes `span` on list `which`.
+///
+/// # Safety
+/// The central lock is held and `span` is live and on no list.
+unsafe fn link(l: &mut Lists, span: *mut Span, which: u8) {
+    let head = if which == list::FULL { &mut l.full } else { &mut l.partial };
+    // SAFETY: the lock makes the list fields of `span` and `*head` ours.
+    unsafe {
+        let s = &*span;
+        s.list.with_mut(|p| *p = which);
+        s.prev.with_mut(|p| *p = ptr::null_mut());
+        s.next.with_mut(|p| *p = *head);
+        if !head.is_null() {
+            (**head).prev.with_mut(|p| *p = span);
+        }
+    }
+    *head = span;
+    l.len += 1;
+}
+
+/// Removes `span` from the list it is on.
+///
+/// # Safety
+/// The central lock is held and `span` is on one of `l`'s lists.
+unsafe fn unlink(l: &mut Lists, span: *mut Span) {
+    // SAFETY: the lock makes the list fields of `span` and its neighbours ours.
+    unsafe {
+        let s = &*span;
+        let which = s.list.with(|p| *p);
+        debug_assert_ne!(which, list::NONE);
+        let prev = s.prev.with(|p| *p);
+        let next = s.next.with(|p| *p);
+        if prev.is_null() {
+            if which == list::FULL {
+                l.full = next;
+            } else {
+                l.partial = next;
+            }
+        } else {
+            (*prev).next.with_mut(|p| *p = next);
+        }
+        if !next.is_null() {
+            (*next).prev.with_mut(|p| *p = prev);
+        }
+        s.list.with_mut(|p| *p = list::NONE);
+    }
+    l.len -= 1;
+}

@@ -1,0 +1,647 @@
+//! The page heap (Go's `mheap`): all memory below the central lists. It
+//! reserves address space in arenas, hands out page runs as spans, takes them
+//! back, maps any address to its span, and returns free pages to the OS.
+//!
+//! Called by `mcentral.rs` (spans for small objects), `large.rs` (page runs
+//! for large objects) and `malloc.rs` (address lookups, statistics). Calls
+//! `os.rs`, `fixalloc.rs` (span records) and `bitmap.rs`.
+//!
+//! # Layout
+//! An arena is a multiple of `ARENA_SIZE` (64 MiB), aligned to it, whose first
+//! pages hold its header: the page → span table, the free-page bitmap and the
+//! dirty-page bitmap. The arena index, one flat table with an entry per
+//! 64 MiB of the 47-bit address space (16 MiB of address space, touched only
+//! where arenas live), maps an address to its arena. So `span_of(p)` is two
+//! dependent loads and rejects any address outside our arenas or on a free
+//! page: frees need no object header.
+//!
+//! Free runs are found address-ordered first-fit on the bitmaps; freeing sets
+//! bits back, so neighbouring runs coalesce implicitly. A page is *dirty* when
+//! it may be resident with old contents. The scavenger `madvise`s free dirty
+//! runs from the highest arena down when free dirty memory exceeds what is
+//! retained for reuse; a run with no dirty page reads as zero, which
+//! `alloc_zeroed` exploits for large objects.
+//!
+//! # Concurrency
+//! One lock (`lock`) protects the arena list, bitmaps, span records and
+//! counters. The index and the page → span table are read without the lock:
+//! entries are atomics (core atomics even under loom, since their protocol is
+//! "written under the lock before any pointer into the span escapes"; loom
+//! models the lock and the span handoff). Lock order: central list locks
+//! before this one; nothing is locked while holding it.
+
+use crate::bitmap::Bitmap;
+use crate::fixalloc::FixAlloc;
+use crate::os;
+use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
+use crate::span::Span;
+use crate::sync::{PlainAtomicPtr, PlainOrdering, RawLock, UnsafeCell};
+use core::mem::size_of;
+use core::ptr;
+
+/// log2 of the arena granule.
+pub const ARENA_SHIFT: usize = 26;
+/// Arena granule: 64 MiB, as in Go on 64-bit Linux.
+pub const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
+const ARENA_PAGES: usize = ARENA_SIZE / PAGE_SIZE;
+/// User address space covered by the index.
+const ADDRESS_BITS: usize = 47;
+const INDEX_LEN: usize = 1 << (ADDRESS_BITS - ARENA_SHIFT);
+/// Free dirty memory always retained for reuse before scavenging starts.
+const RETAIN_MIN_PAGES: usize = (16 << 20) / PAGE_SIZE;
+
+/// An arena header, at the arena's first byte. The page → span table and the
+/// two bitmaps follow it.
+#[repr(C)]
+pub struct Arena {
+    npages: usize,
+    header_pages: usize,
+    next: *mut Arena,
+    prev: *mut Arena,
+    free_pages: usize,
+    /// No page below this index is free.
+    search_from: usize,
+}
+
+const TABLE_OFFSET: usize = size_of::<Arena>().next_multiple_of(64);
+
+impl Arena {
+    fn base(&self) -> usize {
+        self as *const Arena as usize
+    }
+
+    fn header_bytes(npages: usize) -> usize {
+        TABLE_OFFSET + npages * size_of::<PlainAtomicPtr<Span>>() + 2 * Bitmap::words_for(npages) * 8
+    }
+
+    fn table(&self) -> *const PlainAtomicPtr<Span> {
+        (self.base() + TABLE_OFFSET) as *const PlainAtomicPtr<Span>
+    }
+
+    /// Free-page bitmap (1 = free). Heap lock.
+    fn free_map(&self) -> Bitmap {
+        let words = self.base() + TABLE_OFFSET + self.npages * size_of::<PlainAtomicPtr<Span>>();
+        // SAFETY: the header reserves the bitmap's words; the heap lock makes
+        // the caller its only user.
+        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+    }
+
+    /// Dirty-page bitmap (1 = may be resident with old data). Heap lock.
+    fn dirty_map(&self) -> Bitmap {
+        let words = self.base()
+            + TABLE_OFFSET
+            + self.npages * size_of::<PlainAtomicPtr<Span>>()
+            + Bitmap::words_for(self.npages) * 8;
+        // SAFETY: as for `free_map`.
+        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+    }
+
+    fn entry(&self, page: usize) -> &PlainAtomicPtr<Span> {
+        debug_assert!(page < self.npages);
+        // SAFETY: the table has `npages` entries inside the header.
+        unsafe { &*self.table().add(page) }
+    }
+
+    fn set_spans(&self, first: usize, n: usize, span: *mut Span) {
+        for page in first..first + n {
+            // Release pairs with the Acquire in `span_of`: the span record's
+            // fields are visible to whoever finds it through the table.
+            self.entry(page).store(span, PlainOrdering::Release);
+        }
+    }
+
+    fn page_addr(&self, page: usize) -> usize {
+        self.base() + page * PAGE_SIZE
+    }
+}
+
+/// Counters kept under the heap lock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeapCounters {
+    /// Pages held by spans.
+    pub pages_in_use: usize,
+    /// Free pages in arenas.
+    pub free_pages: usize,
+    /// Free pages that may be resident.
+    pub dirty_free_pages: usize,
+    /// Bytes of address space in arenas (headers included).
+    pub mapped_bytes: usize,
+    /// Bytes of arena headers.
+    pub header_bytes: usize,
+    /// Bytes of span records mapped.
+    pub record_bytes: usize,
+    /// Total bytes ever released to the OS.
+    pub released_total: usize,
+}
+
+struct HeapInner {
+    first: *mut Arena,
+    last: *mut Arena,
+    records: FixAlloc<Span>,
+    counters: HeapCounters,
+}
+
+/// The page heap.
+pub struct MHeap {
+    lock: RawLock,
+    /// The arena index, mapped with the first arena and published once.
+    index: PlainAtomicPtr<PlainAtomicPtr<Arena>>,
+    inner: UnsafeCell<HeapInner>,
+}
+
+// SAFETY: `inner` is only touched with `lock` held; `index` and the tables
+// it leads to are atomics.
+unsafe impl Sync for MHeap {}
+// SAFETY: the raw pointers refer to mappings owned by the heap, not to
+// thread-local data.
+unsafe impl Send for MHeap {}
+
+impl MHeap {
+    crate::sync::maybe_const_fn! {
+        /// An empty heap; it maps nothing until the first span is requested.
+        pub fn new() -> MHeap {
+            MHeap {
+                lock: RawLock::new(),
+                index: PlainAtomicPtr::new(ptr::null_mut()),
+                inner: UnsafeCell::new(HeapInner {
+                    first: ptr::null_mut(),
+                    last: ptr::null_mut(),
+                    records: FixAlloc::new(),
+                    counters: HeapCounters {
+                        pages_in_use: 0,
+                        free_pages: 0,
+                        dirty_free_pages: 0,
+                        mapped_bytes: 0,
+                        header_bytes: 0,
+                        record_bytes: 0,
+                        released_total: 0,
+                    },
+                }),
+            }
+        }
+    }
+
+    /// Runs `f` with the heap lock held.
+    fn locked<R>(&self, f: impl FnOnce(&mut HeapInner) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: the lock gives this thread sole access to `inner`.
+        let r = self.inner.with_mut(|inner| f(unsafe { &mut *inner }));
+        self.lock.unlock();
+        r
+    }
+
+    /// Takes the heap lock (for `fork`).
+    pub fn lock_for_fork(&self) {
+        self.lock.lock();
+    }
+    /// Releases the heap lock taken by `lock_for_fork`.
+    pub fn unlock_after_fork(&self, child: bool) {
+        if child {
+            self.lock.reset_after_fork();
+        } else {
+            self.lock.unlock();
+        }
+    }
+
+    /// The arena holding `addr`, or null when the address is not in one.
+    #[inline(always)]
+    fn arena_of(&self, addr: usize) -> *mut Arena {
+        // Acquire pairs with the Release that publishes the index in `grow`.
+        let index = self.index.load(PlainOrdering::Acquire);
+        let slot = addr >> ARENA_SHIFT;
+        if index.is_null() || slot >= INDEX_LEN {
+            return ptr::null_mut();
+        }
+        // SAFETY: the index has INDEX_LEN entries and `slot` is in range.
+        // Acquire pairs with the Release in `register`: the arena header is
+        // initialised.
+        unsafe { (*index.add(slot)).load(PlainOrdering::Acquire) }
+    }
+
+    /// The span containing `addr`, or null when `addr` is not in a span of
+    /// ours (foreign memory, an arena header, or a free page).
+    #[inline(always)]
+    pub fn span_of(&self, addr: usize) -> *mut Span {
+        let arena = self.arena_of(addr);
+        if arena.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: a registered arena covers every 64 MiB window that maps to
+        // it, so `addr` lies inside it and the page index is in range.
+        unsafe {
+            let page = (addr - arena as usize) >> PAGE_SHIFT;
+            // Acquire pairs with the Release in `set_spans`.
+            (*arena).entry(page).load(PlainOrdering::Acquire)
+        }
+    }
+
+    /// Allocates a span of `npages` pages starting on a multiple of
+    /// `align_pages` pages. `class` 0 makes a large-object span (recording
+    /// whether its pages may hold old data), any other a small-object span of
+    /// that class. Null when the OS refuses memory.
+    pub fn alloc_span(&self, npages: usize, align_pages: usize, class: usize) -> *mut Span {
+        debug_assert!(npages > 0 && align_pages.is_power_of_two());
+        self.locked(|h| {
+            let Some((arena, page)) = h.find_pages(npages, align_pages).or_else(|| {
+                let arena = self.grow(h, npages, align_pages)?;
+                // SAFETY: `grow` returns a live, registered arena.
+                let page = unsafe { (*arena).free_map().find_run(0, npages, align_pages)? };
+                Some((arena, page))
+            }) else {
+                return ptr::null_mut();
+            };
+            let span = h.records.alloc();
+            if span.is_null() {
+                return ptr::null_mut();
+            }
+            // SAFETY: the arena is live and the heap lock is held; the span
+            // record is fresh and ours.
+            unsafe {
+                let a = &mut *arena;
+                let dirty = a.dirty_map().count_range(page, npages);
+                a.free_map().clear_range(page, npages);
+                a.dirty_map().set_range(page, npages);
+                a.free_pages -= npages;
+                if page == a.search_from {
+                    a.search_from = page + npages;
+                }
+                h.counters.free_pages -= npages;
+                h.counters.dirty_free_pages -= dirty;
+                h.counters.pages_in_use += npages;
+                h.counters.record_bytes = h.records.mapped;
+
+                ptr::write(span, Span::empty());
+                let base = a.page_addr(page);
+                if class == 0 {
+                    (*span).init_large(base, npages, dirty != 0);
+                } else {
+                    (*span).init_small(base, npages, class);
+                }
+                a.set_spans(page, npages, span);
+            }
+            span
+        })
+    }
+
+    /// Returns a span's pages to the heap and its record to the record pool.
+    ///
+    /// # Safety
+    /// `span` came from `alloc_span` on this heap, holds no live object, and
+    /// nothing uses it afterwards.
+    pub unsafe fn free_span(&self, span: *mut Span) {
+        self.locked(|h| {
+            // SAFETY: the caller hands over a live span of this heap.
+            unsafe {
+                let base = (*span).base;
+                let npages = (*span).pages();
+                let arena = &mut *self.arena_of(base);
+                let page = (base - arena.base()) >> PAGE_SHIFT;
+                h.release_pages(arena, page, npages);
+                ptr::drop_in_place(span);
+                h.records.free(span);
+            }
+            h.maybe_scavenge();
+        });
+    }
+
+    /// Resizes a large span in place to `new_npages`: shrinking always
+    /// succeeds, growing succeeds when the following pages are free. The
+    /// grown tail is not zeroed.
+    ///
+    /// # Safety
+    /// `span` is a live large span of this heap owned by the caller.
+    pub unsafe fn resize_in_place(&self, span: *mut Span, new_npages: usize) -> bool {
+        self.locked(|h| {
+            // SAFETY: the caller owns the live span; the lock is held.
+            unsafe {
+                let base = (*span).base;
+                let old = (*span).pages();
+                let arena = &mut *self.arena_of(base);
+                let first = (base - arena.base()) >> PAGE_SHIFT;
+                if new_npages <= old {
+                    h.release_pages(arena, first + new_npages, old - new_npages);
+                } else {
+                    let extra = new_npages - old;
+                    let tail = first + old;
+                    if tail + extra > arena.npages || !arena.free_map().all_set(tail, extra) {
+                        return false;
+                    }
+                    let dirty = arena.dirty_map().count_range(tail, extra);
+                    arena.free_map().clear_range(tail, extra);
+                    arena.dirty_map().set_range(tail, extra);
+                    arena.free_pages -= extra;
+                    h.counters.free_pages -= extra;
+                    h.counters.dirty_free_pages -= dirty;
+                    h.counters.pages_in_use += extra;
+                    arena.set_spans(tail, extra, span);
+                }
+                (*span).npages.store(new_npages, crate::sync::Ordering::Relaxed);
+                true
+            }
+        })
+    }
+
+    /// Returns free dirty pages to the OS until at most `keep_bytes` of them
+    /// remain. Returns the bytes released.
+    pub fn scavenge(&self, keep_bytes: usize) -> usize {
+        self.locked(|h| h.scavenge(keep_bytes / PAGE_SIZE)) * PAGE_SIZE
+    }
+
+    /// A copy of the counters.
+    pub fn counters(&self) -> HeapCounters {
+        self.locked(|h| h.counters)
+    }
+
+    /// Calls `f` for every span in use, with the heap lock held (so no span
+    /// is created or released meanwhile), in address order.
+    pub fn for_each_span(&self, mut f: impl FnMut(&Span)) {
+        self.locked(|h| {
+            let mut a = h.first;
+            while !a.is_null() {
+                // SAFETY: arenas on the list are live; the lock is held.
+                unsafe {
+                    let arena = &*a;
+                    let mut page = arena.header_pages;
+                    while page < arena.npages {
+                        let span = arena.entry(page).load(PlainOrdering::Relaxed);
+                        if span.is_null() {
+                            page += 1;
+                            continue;
+                        }
+                        f(&*span);
+                        page += (*span).pages();
+                    }
+                    a = arena.next;
+                }
+            }
+        });
+    }
+
+    /// Maps a new arena with room for a run of `npages` aligned to
+    /// `align_pages`, registers it, and links it in address order.
+    fn grow(&self, h: &mut HeapInner, npages: usize, align_pages: usize) -> Option<*mut Arena> {
+        let need = npages.checked_add(align_pages)?;
+        let mut total = need.checked_next_multiple_of(ARENA_PAGES)?;
+        while total - Arena::header_bytes(total).div_ceil(PAGE_SIZE) < need {
+            total = total.checked_add(ARENA_PAGES)?;
+        }
+        let bytes = total.checked_mul(PAGE_SIZE)?;
+        if self.index.load(PlainOrdering::Relaxed).is_null() {
+            let index = os::map(INDEX_LEN * size_of::<PlainAtomicPtr<Arena>>());
+            if index.is_null() {
+                return None;
+            }
+            // Release pairs with the Acquire in `arena_of`.
+            self.index.store(index.cast(), PlainOrdering::Release);
+        }
+        let base = os::map_aligned(bytes, ARENA_SIZE);
+        if base.is_null() {
+            return None;
+        }
+        if (base as usize + bytes) >> ADDRESS_BITS != 0 {
+            // SAFETY: just mapped, unused.
+            unsafe { os::unmap(base, bytes) };
+            return None;
+        }
+        let arena = base.cast::<Arena>();
+        let header_pages = Arena::header_bytes(total).div_ceil(PAGE_SIZE);
+        // SAFETY: fresh zeroed mapping, large enough for the header.
+        unsafe {
+            ptr::write(
+                arena,
+                Arena {
+                    npages: total,
+                    header_pages,
+                    next: ptr::null_mut(),
+                    prev: ptr::null_mut(),
+                    free_pages: total - header_pages,
+                    search_from: header_pages,
+                },
+            );
+            (*arena).free_map().set_range(header_pages, total - header_pages);
+            // Link in address order.
+            let mut after = h.last;
+            while !after.is_null() && (after as usize) > (arena as usize) {
+                after = (*after).prev;
+            }
+            (*arena).prev = after;
+            (*arena).next = if after.is_null() { h.first } else { (*after).next };
+            if after.is_null() {
+                h.first = arena;
+            } else {
+                (*after).next = arena;
+            }
+            if (*arena).next.is_null() {
+                h.last = arena;
+            } else {
+                (*(*arena).next).prev = arena;
+            }
+            // Register every 64 MiB window of the arena.
+            let index = self.index.load(PlainOrdering::Relaxed);
+            for w in 0..total / ARENA_PAGES {
+                // Release pairs with the Acquire in `arena_of`.
+                (*index.add((base as usize >> ARENA_SHIFT) + w)).store(arena, PlainOrdering::Release);
+            }
+        }
+        h.counters.mapped_bytes += bytes;
+        h.counters.header_bytes += header_pages * PAGE_SIZE;
+        h.counters.free_pages += total - header_pages;
+        Some(arena)
+    }
+}
+
+impl HeapInner {
+    /// Address-ordered first fit over all arenas.
+    fn find_pages(&mut self, npages: usize, align_pages: usize) -> Option<(*mut Arena, usize)> {
+        let mut a = self.first;
+        while !a.is_null() {
+            // SAFETY: arenas on the list are live; the heap lock is held.
+            let arena = unsafe { &mut *a };
+            if arena.free_pages >= npages {
+                let map = arena.free_map();
+                match map.next_set(arena.search_from) {
+                    None => arena.search_from = arena.npages,
+                    Some(first_free) => {
+                        arena.search_from = first_free;
+                        if let Some(page) = map.find_run(first_free, npages, align_pages) {
+                            return Some((a, page));
+                        }
+                    }
+                }
+            }
+            a = arena.next;
+        }
+        None
+    }
+
+    /// Marks `[page, page + n)` of `arena` free and unmapped from any span.
+    fn release_pages(&mut self, arena: &mut Arena, page: usize, n: usize) {
+        if n == 0 {
+            return;
+        }
+        arena.set_spans(page, n, ptr::null_mut());
+        arena.free_map().set_range(page, n);
+        arena.free_pages += n;
+        arena.search_from = arena.search_from.min(page);
+        self.counters.free_pages += n;
+        // Pages in use are always marked dirty.
+        self.counters.dirty_free_pages += n;
+        self.counters.pages_in_use -= n;
+    }
+
+    /// The scavenger's automatic policy: keep free dirty memory for reuse up
+    /// to max(16 MiB, 1/8 of the memory in use); past that, release down to
+    /// half the limit so a workload oscillating around it does not `madvise`
+    /// on every free.
+    fn maybe_scavenge(&mut self) {
+        let limit = RETAIN_MIN_PAGES.max(self.counters.pages_in_use / 8);
+        if self.counters.dirty_free_pages > limit {
+            self.scavenge(limit / 2);
+        }
+    }
+
+    /// Releases free dirty runs, highest arena first, until at most `keep`
+    /// free dirty pages remain. Returns pages released.
+    fn scavenge(&mut self, keep: usize) -> usize {
+        let mut released = 0;
+        let mut a = self.last;
+        while !a.is_null() && self.counters.dirty_free_pages > keep {
+            // SAFETY: arenas on the list are live; the heap lock is held.
+            let arena = unsafe { &mut *a };
+            let (free, dirty) = (arena.free_map(), arena.dirty_map());
+            let mut from = 0;
+            while self.counters.dirty_free_pages > keep {
+                let Some((start, end)) = free.next_run_in_both(&dirty, from) else {
+                    break;
+                };
+                // SAFETY: the run is free pages of a live arena: no live data.
+                unsafe { os::release(arena.page_addr(start) as *mut u8, (end - start) * PAGE_SIZE) };
+                dirty.clear_range(start, end - start);
+                self.counters.dirty_free_pages -= end - start;
+                released += end - start;
+                from = end;
+            }
+            a = arena.prev;
+        }
+        self.counters.released_total += released * PAGE_SIZE;
+        released
+    }
+}
+
+impl Drop for MHeap {
+    /// Unmaps every arena and the index. Only heaps built as values (tests,
+    /// loom models) are ever dropped; every block they handed out dies here.
+    fn drop(&mut self) {
+        self.inner.with_mut(|inner| {
+            // SAFETY: `&mut self`: no other user.
+            let h = unsafe { &mut *inner };
+            let mut a = h.first;
+            while !a.is_null() {
+                // SAFETY: each arena was mapped by `grow` with `npages` pages.
+                unsafe {
+                    let next = (*a).next;
+                    os::unmap(a.cast(), (*a).npages * PAGE_SIZE);
+                    a = next;
+                }
+            }
+        });
+        let index = self.index.load(PlainOrdering::Relaxed);
+        if !index.is_null() {
+            // SAFETY: mapped by `grow` with this length; unused now.
+            unsafe { os::unmap(index.cast(), INDEX_LEN * size_of::<PlainAtomicPtr<Arena>>()) };
+        }
+    }
+}
+
+#[cfg(all(test, not(gomalloc_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_are_found_from_every_page_and_gone_after_free() {
+        let heap = MHeap::new();
+        let a = heap.alloc_span(3, 1, 0);
+        let b = heap.alloc_span(1, 1, 5);
+        assert!(!a.is_null() && !b.is_null());
+        // SAFETY: live spans of this heap.
+        unsafe {
+            let base = (*a).base;
+            for off in [0, 1, PAGE_SIZE, 3 * PAGE_SIZE - 1] {
+                assert_eq!(heap.span_of(base + off), a);
+            }
+            assert_eq!(heap.span_of((*b).base + 100), b);
+            assert_eq!((*b).class, 5);
+            assert!(!(*a).needzero, "fresh pages need no zeroing");
+            heap.free_span(a);
+            assert!(heap.span_of(base).is_null());
+            assert!(heap.span_of(0x1000).is_null(), "foreign address");
+            let header = (*b).base & !(ARENA_SIZE - 1);
+            assert!(heap.span_of(header).is_null(), "arena header is no span");
+        }
+        assert_eq!(heap.counters().pages_in_use, 1);
+    }
+
+    #[test]
+    fn first_fit_reuses_the_lowest_free_run_and_coalesces() {
+        let heap = MHeap::new();
+        let spans: Vec<_> = (0..6).map(|_| heap.alloc_span(2, 1, 0)).collect();
+        // SAFETY: live spans of this heap.
+        unsafe {
+            let b1 = (*spans[1]).base;
+            heap.free_span(spans[1]);
+            heap.free_span(spans[2]);
+            // 4 pages free at spans[1]'s place: a 4-page run fits there.
+            let s = heap.alloc_span(4, 1, 0);
+            assert_eq!((*s).base, b1);
+            assert!((*s).needzero, "reused pages may hold old data");
+        }
+    }
+
+    #[test]
+    fn aligned_runs_and_in_place_resize() {
+        let heap = MHeap::new();
+        let _pad = heap.alloc_span(1, 1, 0);
+        let s = heap.alloc_span(2, 8, 0);
+        // SAFETY: live spans of this heap, owned by this test.
+        unsafe {
+            assert_eq!((*s).base % (8 * PAGE_SIZE), 0);
+            assert!(heap.resize_in_place(s, 10), "pages after it are free");
+            assert_eq!(heap.span_of((*s).base + 9 * PAGE_SIZE), s);
+            assert!(heap.resize_in_place(s, 4));
+            assert!(heap.span_of((*s).base + 5 * PAGE_SIZE).is_null());
+            // Eight pages do not fit in the alignment gap below `s` (at most
+            // seven), so first fit lands on the freed tail.
+            let blocker = heap.alloc_span(8, 1, 0);
+            assert_eq!((*blocker).base, (*s).base + 4 * PAGE_SIZE, "first fit took the freed tail");
+            assert!(!heap.resize_in_place(s, 6), "next page is taken");
+        }
+    }
+
+    #[test]
+    fn huge_runs_get_their_own_arena_and_scavenging_releases_them() {
+        let heap = MHeap::new();
+        let pages = (200 << 20) / PAGE_SIZE;
+        let s = heap.alloc_span(pages, 1, 0);
+        assert!(!s.is_null());
+        // SAFETY: live span; its pages are ours to write.
+        unsafe {
+            let base = (*s).base;
+            ptr::write_bytes(base as *mut u8, 0xAB, pages * PAGE_SIZE);
+            assert_eq!(heap.span_of(base + pages * PAGE_SIZE - 1), s);
+            heap.free_span(s);
+        }
+        let c = heap.counters();
+        assert!(c.dirty_free_pages <= RETAIN_MIN_PAGES, "the automatic scavenger ran");
+        assert!(c.released_total >= 100 << 20);
+        heap.scavenge(0);
+        assert_eq!(heap.counters().dirty_free_pages, 0);
+        // Released pages come back zeroed and are known clean.
+        let t = heap.alloc_span(pages, 1, 0);
+        // SAFETY: live span.
+        unsafe {
+            assert!(!(*t).needzero);
+            let p = (*t).base as *const u8;
+            assert_eq!(*p.add(12345), 0);
+        }
+    }
+}

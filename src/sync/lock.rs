@@ -1,0 +1,137 @@
+//! `RawLock`: the allocator's mutex, with explicit `lock`/`unlock` (no guard
+//! object to store) so `pthread_atfork` handlers can hold every lock across a
+//! `fork()`.
+//!
+//! Normal build: a three-state futex mutex (0 free, 1 held, 2 held with
+//! waiters), after Drepper's "Futexes Are Tricky". A short spin precedes the
+//! futex wait because the allocator's critical sections are a few hundred
+//! nanoseconds. It never allocates. Under loom: a spin lock on a loom atomic
+//! that yields while it waits.
+
+#[cfg(not(gomalloc_loom))]
+use core::sync::atomic::{AtomicU32, Ordering};
+#[cfg(gomalloc_loom)]
+use loom::sync::atomic::{AtomicBool, Ordering};
+
+/// A mutual-exclusion lock without a guard type.
+#[derive(Debug)]
+pub struct RawLock {
+    #[cfg(not(gomalloc_loom))]
+    state: AtomicU32,
+    #[cfg(gomalloc_loom)]
+    held: AtomicBool,
+}
+
+#[cfg(not(gomalloc_loom))]
+const FREE: u32 = 0;
+#[cfg(not(gomalloc_loom))]
+const HELD: u32 = 1;
+#[cfg(not(gomalloc_loom))]
+const CONTENDED: u32 = 2;
+
+#[cfg(not(gomalloc_loom))]
+impl RawLock {
+    /// An unlocked lock.
+    pub const fn new() -> RawLock {
+        RawLock { state: AtomicU32::new(FREE) }
+    }
+
+    /// Acquires the lock, waiting as long as it takes.
+    #[inline]
+    pub fn lock(&self) {
+        // Acquire pairs with the Release in `unlock`: the previous holder's
+        // writes are visible to the new holder.
+        if self.state.compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            self.lock_contended();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            if self.state.load(Ordering::Relaxed) == FREE
+                && self.state.compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                return;
+            }
+            backoff.snooze();
+        }
+        // Mark the lock contended so the holder wakes us; Acquire as in `lock`.
+        while self.state.swap(CONTENDED, Ordering::Acquire) != FREE {
+            futex_wait(&self.state, CONTENDED);
+        }
+    }
+
+    /// Releases the lock. The caller must hold it.
+    #[inline]
+    pub fn unlock(&self) {
+        // Release pairs with the Acquire in `lock`/`lock_contended`.
+        if self.state.swap(FREE, Ordering::Release) == CONTENDED {
+            futex_wake_one(&self.state);
+        }
+    }
+
+    /// Makes the lock free again in a child process after `fork()`, where the
+    /// holder (the forking thread's prepare handler) no longer needs it.
+    pub fn reset_after_fork(&self) {
+        self.state.store(FREE, Ordering::Relaxed);
+    }
+}
+
+#[cfg(not(gomalloc_loom))]
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: FUTEX_WAIT reads the aligned u32 behind a live reference; a
+    // spurious or early return is handled by the caller's loop.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            core::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+#[cfg(not(gomalloc_loom))]
+fn futex_wake_one(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+    }
+}
+
+#[cfg(gomalloc_loom)]
+impl RawLock {
+    /// An unlocked lock.
+    pub fn new() -> RawLock {
+        RawLock { held: AtomicBool::new(false) }
+    }
+
+    /// Acquires the lock, yielding to the model checker while it waits.
+    pub fn lock(&self) {
+        // Acquire pairs with the Release in `unlock`.
+        while self.held.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            loom::thread::yield_now();
+        }
+    }
+
+    /// Releases the lock. The caller must hold it.
+    pub fn unlock(&self) {
+        // Release pairs with the Acquire in `lock`.
+        self.held.store(false, Ordering::Release);
+    }
+
+    /// See the normal build.
+    pub fn reset_after_fork(&self) {
+        self.held.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Default for RawLock {
+    fn default() -> Self {
+        RawLock::new()
+    }
+}

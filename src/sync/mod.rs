@@ -1,0 +1,132 @@
+//! The sync shim: the only module that names atomics, `UnsafeCell`, locks and
+//! threads. Every tier imports them from here, so the loom models in
+//! `loom-tests/` drive the real tier code with loom's types by building with
+//! `RUSTFLAGS="--cfg gomalloc_loom"`.
+//!
+//! Under `gomalloc_loom` the types are loom's and are not `const`-constructible,
+//! so constructors that are `const` in a normal build are plain functions there
+//! (see [`maybe_const_fn!`]); the global statics (`globals.rs`) exist only in a
+//! normal build.
+
+mod lock;
+
+pub use lock::RawLock;
+
+#[cfg(not(gomalloc_loom))]
+pub use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+#[cfg(gomalloc_loom)]
+pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+/// Atomics that loom does not model, in both builds: the arena index and the
+/// page → span table, which live in `mmap`ed memory that loom's types cannot
+/// occupy. Their entries are written under the heap lock before any pointer
+/// into the span they name can reach another thread, so the handoff that
+/// matters is the lock (modelled) and the user's own synchronisation.
+pub use core::sync::atomic::{AtomicPtr as PlainAtomicPtr, Ordering as PlainOrdering};
+
+/// Declares a constructor that is `const fn` in a normal build and a plain `fn`
+/// under loom, whose atomics cannot be built in a constant.
+macro_rules! maybe_const_fn {
+    ($(#[$m:meta])* $vis:vis fn $name:ident ($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        #[cfg(not(gomalloc_loom))]
+        $(#[$m])* $vis const fn $name($($arg: $ty),*) -> $ret $body
+        #[cfg(gomalloc_loom)]
+        $(#[$m])* $vis fn $name($($arg: $ty),*) -> $ret $body
+    };
+}
+pub(crate) use maybe_const_fn;
+
+/// An `UnsafeCell` with loom's closure API, zero-cost in a normal build.
+#[cfg(not(gomalloc_loom))]
+#[derive(Debug)]
+#[repr(transparent)]
+pub struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(gomalloc_loom))]
+impl<T> UnsafeCell<T> {
+    /// Wraps `value`.
+    #[inline(always)]
+    pub const fn new(value: T) -> Self {
+        UnsafeCell(core::cell::UnsafeCell::new(value))
+    }
+    /// Runs `f` with a shared raw pointer to the contents.
+    #[inline(always)]
+    pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+    /// Runs `f` with a unique raw pointer to the contents.
+    #[inline(always)]
+    pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(gomalloc_loom)]
+pub use loom::cell::UnsafeCell;
+
+/// A counter written only by the thread that owns the structure holding it and
+/// read, possibly while it changes, by statistics. In a normal build it is a
+/// relaxed atomic, so the racy read is defined and the owner's update compiles
+/// to a plain load and store; under loom it is a tracked cell, so a model that
+/// lets two threads write it fails.
+#[derive(Debug)]
+pub struct OwnerCounter {
+    #[cfg(not(gomalloc_loom))]
+    value: AtomicU32,
+    #[cfg(gomalloc_loom)]
+    value: UnsafeCell<u32>,
+}
+
+impl OwnerCounter {
+    maybe_const_fn! {
+        /// A counter holding `value`.
+        pub fn new(value: u32) -> OwnerCounter {
+            #[cfg(not(gomalloc_loom))]
+            { OwnerCounter { value: AtomicU32::new(value) } }
+            #[cfg(gomalloc_loom)]
+            { OwnerCounter { value: UnsafeCell::new(value) } }
+        }
+    }
+
+    /// The owner's read.
+    #[inline(always)]
+    pub fn get(&self) -> u32 {
+        #[cfg(not(gomalloc_loom))]
+        {
+            self.value.load(Ordering::Relaxed)
+        }
+        #[cfg(gomalloc_loom)]
+        {
+            // SAFETY: only the owning thread writes the cell (the type's
+            // contract); loom checks that claim.
+            self.value.with(|p| unsafe { *p })
+        }
+    }
+
+    /// The owner's write.
+    #[inline(always)]
+    pub fn set(&self, value: u32) {
+        #[cfg(not(gomalloc_loom))]
+        self.value.store(value, Ordering::Relaxed);
+        #[cfg(gomalloc_loom)]
+        // SAFETY: only the owning thread writes the cell (the type's contract).
+        self.value.with_mut(|p| unsafe { *p = value });
+    }
+
+    /// A read from any thread, for statistics: a recent value, never torn.
+    #[cfg(not(gomalloc_loom))]
+    #[inline]
+    pub fn read_racy(&self) -> u32 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// Spin-wait hint for loops that wait on another thread. Under loom it yields
+/// so the model checker can schedule the thread being waited for.
+#[inline]
+pub fn spin_hint() {
+    #[cfg(not(gomalloc_loom))]
+    core::hint::spin_loop();
+    #[cfg(gomalloc_loom)]
+    loom::thread::yield_now();
+}
