@@ -310,6 +310,13 @@ impl Allocator {
         }
     }
 
+    /// True if `ptr` points into memory this allocator manages (its arenas),
+    /// live block or not. False for memory from any other allocator.
+    #[inline]
+    pub fn owns_address(&self, ptr: *const u8) -> bool {
+        self.heap.contains(ptr as usize)
+    }
+
     /// The usable size of the block starting at `ptr`, or `None` if `ptr` is
     /// not the start of a live block of ours.
     pub fn usable_size(&self, ptr: *const u8) -> Option<usize> {

@@ -218,6 +218,14 @@ impl MHeap {
         unsafe { (*index.add(slot)).load(PlainOrdering::Acquire) }
     }
 
+    /// True if `addr` lies in one of this heap's arenas (whether or not a
+    /// live block is there): the test that tells a foreign pointer from a
+    /// stale or corrupted one of ours.
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        !self.arena_of(addr).is_null()
+    }
+
     /// The span containing `addr`, or null when `addr` is not in a span of
     /// ours (foreign memory, an arena header, or a free page).
     #[inline(always)]
