@@ -34,11 +34,11 @@ impl Bitmap {
     }
 
     #[inline]
-    fn word_mut(&self, i: usize) -> &mut u64 {
+    fn update_word(&self, i: usize, f: impl FnOnce(u64) -> u64) {
         debug_assert!(i < Self::words_for(self.nbits));
-        // SAFETY: as in `word`; the single-user contract of `new` makes the
-        // reference unique for its short life.
-        unsafe { &mut *self.words.add(i) }
+        // SAFETY: as in `word`; the single-user contract of `new` means no
+        // other access to the word is in progress.
+        unsafe { *self.words.add(i) = f(*self.words.add(i)) }
     }
 
     /// Bit `i`.
@@ -47,7 +47,7 @@ impl Bitmap {
     }
 
     /// Applies `f(word, mask)` to the words covering `[start, start + n)`.
-    fn for_range(&self, start: usize, n: usize, mut f: impl FnMut(&mut u64, u64)) {
+    fn for_range(&self, start: usize, n: usize, mut f: impl FnMut(u64, u64) -> u64) {
         debug_assert!(start + n <= self.nbits);
         let mut i = start;
         let end = start + n;
@@ -55,25 +55,28 @@ impl Bitmap {
             let bit = i % 64;
             let take = (64 - bit).min(end - i);
             let mask = if take == 64 { u64::MAX } else { ((1u64 << take) - 1) << bit };
-            f(self.word_mut(i / 64), mask);
+            self.update_word(i / 64, |w| f(w, mask));
             i += take;
         }
     }
 
     /// Sets bits `[start, start + n)`.
     pub fn set_range(&self, start: usize, n: usize) {
-        self.for_range(start, n, |w, m| *w |= m);
+        self.for_range(start, n, |w, m| w | m);
     }
 
     /// Clears bits `[start, start + n)`.
     pub fn clear_range(&self, start: usize, n: usize) {
-        self.for_range(start, n, |w, m| *w &= !m);
+        self.for_range(start, n, |w, m| w & !m);
     }
 
     /// Number of set bits in `[start, start + n)`.
     pub fn count_range(&self, start: usize, n: usize) -> usize {
         let mut c = 0;
-        self.for_range(start, n, |w, m| c += (*w & m).count_ones() as usize);
+        self.for_range(start, n, |w, m| {
+            c += (w & m).count_ones() as usize;
+            w
+        });
         c
     }
 

@@ -128,6 +128,12 @@ impl<T> Drop for FixAlloc<T> {
     }
 }
 
+impl<T> Default for FixAlloc<T> {
+    fn default() -> Self {
+        FixAlloc::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

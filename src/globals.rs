@@ -23,8 +23,8 @@
 //! the child, so the child can allocate whatever the other threads were
 //! doing. Caches of threads that do not exist in the child keep their spans.
 
-use crate::mcache::{CacheKind, MCache};
 use crate::malloc::Allocator;
+use crate::mcache::{CacheKind, MCache};
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

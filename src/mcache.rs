@@ -17,11 +17,11 @@
 //! free list is always null, so the fast path's single null test is also the
 //! "no span yet" test. A cache owns no span that is not in a class slot.
 
+use crate::fixalloc::FixAlloc;
 use crate::malloc::Allocator;
 use crate::sizeclass::NUM_CLASSES;
 use crate::span::Span;
 use crate::sync::{maybe_const_fn, RawLock, UnsafeCell};
-use crate::fixalloc::FixAlloc;
 use core::ptr;
 
 /// What a cache record is.
@@ -239,5 +239,11 @@ impl CacheRegistry {
     /// Bytes mapped for cache records.
     pub fn mapped_bytes(&self) -> usize {
         self.locked(|r| r.records.mapped)
+    }
+}
+
+impl Default for CacheRegistry {
+    fn default() -> Self {
+        CacheRegistry::new()
     }
 }

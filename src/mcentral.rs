@@ -118,11 +118,7 @@ impl MCentral {
             }
             ptr::null_mut()
         });
-        let span = if span.is_null() {
-            heap.alloc_span(CLASS_PAGES[class] as usize, 1, class)
-        } else {
-            span
-        };
+        let span = if span.is_null() { heap.alloc_span(CLASS_PAGES[class] as usize, 1, class) } else { span };
         if !span.is_null() {
             // SAFETY: the span is live and now held by the caller.
             unsafe { (*span).owner.store(owner, Ordering::Relaxed) };
@@ -150,11 +146,8 @@ impl MCentral {
                     // Every object is free: no thread can free into it again.
                     return true;
                 }
-                let (t, which) = if exhausted && w.count() == 0 {
-                    (tag::FULL, list::FULL)
-                } else {
-                    (tag::PARTIAL, list::PARTIAL)
-                };
+                let (t, which) =
+                    if exhausted && w.count() == 0 { (tag::FULL, list::FULL) } else { (tag::PARTIAL, list::PARTIAL) };
                 // Release pairs with the Acquire of whoever holds it next
                 // (`acquire`, or a claiming `push_remote`): the local free
                 // list, bump index and used count written by this cache.
@@ -203,8 +196,7 @@ impl MCentral {
                     return true;
                 }
                 // Release pairs with the Acquire in `acquire`.
-                match s.remote.compare_exchange(w.0, w.with_tag(tag::PARTIAL).0, Ordering::Release, Ordering::Acquire)
-                {
+                match s.remote.compare_exchange(w.0, w.with_tag(tag::PARTIAL).0, Ordering::Release, Ordering::Acquire) {
                     Ok(_) => {
                         // SAFETY: the lock is held; the span is on no list.
                         unsafe { link(l, span, list::PARTIAL) };
@@ -268,4 +260,10 @@ unsafe fn unlink(l: &mut Lists, span: *mut Span) {
         s.list.with_mut(|p| *p = list::NONE);
     }
     l.len -= 1;
+}
+
+impl Default for MCentral {
+    fn default() -> Self {
+        MCentral::new()
+    }
 }

@@ -561,6 +561,12 @@ impl Drop for MHeap {
     }
 }
 
+impl Default for MHeap {
+    fn default() -> Self {
+        MHeap::new()
+    }
+}
+
 #[cfg(all(test, not(gomalloc_loom)))]
 mod tests {
     use super::*;

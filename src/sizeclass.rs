@@ -200,9 +200,9 @@ const ALIGNED_CLASS: [[u8; NUM_CLASSES]; ALIGN_ROWS] = {
 pub fn size_to_class(size: usize) -> usize {
     debug_assert!(size <= MAX_SMALL_SIZE);
     if size <= SMALL_SIZE_MAX {
-        SIZE_TO_CLASS8[(size + SMALL_SIZE_DIV - 1) / SMALL_SIZE_DIV] as usize
+        SIZE_TO_CLASS8[size.div_ceil(SMALL_SIZE_DIV)] as usize
     } else {
-        SIZE_TO_CLASS128[(size - SMALL_SIZE_MAX + LARGE_SIZE_DIV - 1) / LARGE_SIZE_DIV] as usize
+        SIZE_TO_CLASS128[(size - SMALL_SIZE_MAX).div_ceil(LARGE_SIZE_DIV)] as usize
     }
 }
 
@@ -273,7 +273,7 @@ mod tests {
     fn size_to_class_is_smallest_fit_for_every_size() {
         for size in 0..=MAX_SMALL_SIZE {
             let c = size_to_class(size);
-            assert!(c >= 1 && c < NUM_CLASSES, "size {size}");
+            assert!((1..NUM_CLASSES).contains(&c), "size {size}");
             assert!(CLASS_SIZE[c] as usize >= size.max(1), "size {size}");
             assert!((CLASS_SIZE[c - 1] as usize) < size.max(1), "size {size} not smallest");
         }
@@ -288,8 +288,8 @@ mod tests {
                 assert!(c >= 1, "size {size} align {align}");
                 let s = CLASS_SIZE[c] as usize;
                 assert!(s >= size && s % align == 0, "size {size} align {align} -> {s}");
-                for d in 1..c {
-                    let t = CLASS_SIZE[d] as usize;
+                for (d, &t) in CLASS_SIZE.iter().enumerate().take(c).skip(1) {
+                    let t = t as usize;
                     assert!(!(t >= size && t % align == 0), "class {d} fits size {size} align {align} better");
                 }
             }

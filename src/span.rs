@@ -108,9 +108,7 @@ impl RemoteWord {
     /// A word from its fields.
     #[inline]
     pub fn pack(tag: u64, count: u32, head: u32, frozen: u32) -> RemoteWord {
-        RemoteWord(
-            tag | (count as u64) << COUNT_SHIFT | (head as u64) << HEAD_SHIFT | (frozen as u64) << FROZEN_SHIFT,
-        )
+        RemoteWord(tag | (count as u64) << COUNT_SHIFT | (head as u64) << HEAD_SHIFT | (frozen as u64) << FROZEN_SHIFT)
     }
     /// Same word with another tag.
     #[inline]
@@ -224,7 +222,10 @@ impl Span {
         self.npages.store(npages, Ordering::Relaxed);
         self.class = class as u8;
         self.elem_size = CLASS_SIZE[class];
-        self.nelems = CLASS_OBJECTS[class].min(MAX_OBJECTS_PER_SPAN);
+        // The cap only bites under loom.
+        #[allow(clippy::unnecessary_min_or_max)]
+        let nelems = CLASS_OBJECTS[class].min(MAX_OBJECTS_PER_SPAN);
+        self.nelems = nelems;
     }
 
     /// Prepares a span record for one large object.
@@ -367,10 +368,7 @@ impl Span {
         loop {
             let head = w.head();
             if head as usize == index + 1 {
-                crate::os::fatal(format_args!(
-                    "double free of {:#x} (size class {})",
-                    obj as usize, self.class
-                ));
+                crate::os::fatal(format_args!("double free of {:#x} (size class {})", obj as usize, self.class));
             }
             let next = if head == 0 { ptr::null_mut() } else { self.slot_addr(head as usize - 1) as *mut FreeObj };
             // SAFETY: the caller gives up `obj`, a slot of this span at least a

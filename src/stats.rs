@@ -91,11 +91,7 @@ impl fmt::Display for Stats {
         writeln!(f, "  {:>5} {:>7} {:>12} {:>8}", "class", "size", "objects", "spans")?;
         for (class, c) in self.classes.iter().enumerate().skip(1) {
             if c.spans != 0 || c.objects_in_use != 0 {
-                writeln!(
-                    f,
-                    "  {:>5} {:>7} {:>12} {:>8}",
-                    class, c.object_size, c.objects_in_use, c.spans
-                )?;
+                writeln!(f, "  {:>5} {:>7} {:>12} {:>8}", class, c.object_size, c.objects_in_use, c.spans)?;
             }
         }
         Ok(())

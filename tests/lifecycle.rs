@@ -1,0 +1,208 @@
+//! Span lifecycle across the tiers, on `Allocator` values built by the test:
+//! spans leave caches full, come back partial on the first remote free, and
+//! return to the page heap when their last object is freed, whichever thread
+//! frees it. The page heap's counters are the oracle: after everything is
+//! freed and every cache is destroyed, no page may remain in use.
+
+use gomalloc::malloc::Allocator;
+use gomalloc::mcache::MCache;
+use gomalloc::sizeclass::{size_to_class, CLASS_OBJECTS, CLASS_SIZE, NUM_CLASSES};
+use std::sync::mpsc;
+
+struct Ptr(*mut u8);
+// SAFETY: the pointers are blocks handed from one test thread to another.
+unsafe impl Send for Ptr {}
+
+fn with_cache<R>(a: &Allocator, f: impl FnOnce(*mut MCache) -> R) -> R {
+    let c = a.new_cache();
+    assert!(!c.is_null());
+    let r = f(c);
+    // SAFETY: the cache was created above, is used only by this thread and
+    // is not used again.
+    unsafe { a.caches().destroy(a, c) };
+    r
+}
+
+fn fill(p: *mut u8, size: usize, tag: u8) {
+    // SAFETY: `p` is a live block of at least `size` bytes.
+    unsafe { std::ptr::write_bytes(p, tag, size) };
+}
+
+fn check(p: *mut u8, size: usize, tag: u8) {
+    // SAFETY: `p` is a live block of at least `size` bytes.
+    let s = unsafe { std::slice::from_raw_parts(p, size) };
+    assert!(s.iter().all(|&b| b == tag), "block {p:?} corrupted");
+}
+
+#[test]
+fn remote_frees_return_every_page_to_the_heap() {
+    let a = Box::new(Allocator::new(None));
+    let sizes = [8, 24, 48, 256, 1000, 4096, 20_000, 32_768, 40_000];
+    let (tx, rx) = mpsc::sync_channel::<(Ptr, usize)>(1024);
+    std::thread::scope(|s| {
+        let a = &*a;
+        s.spawn(move || {
+            with_cache(a, |c| {
+                for i in 0..60_000usize {
+                    let size = sizes[i % sizes.len()];
+                    // SAFETY: `c` is this thread's cache of `a`.
+                    let p = unsafe { a.alloc(c, size, 8) };
+                    assert!(!p.is_null());
+                    fill(p, size.min(64), (i % 251) as u8);
+                    tx.send((Ptr(p), i)).unwrap();
+                }
+            })
+        });
+        s.spawn(move || {
+            with_cache(a, |c| {
+                for (p, i) in rx {
+                    let size = sizes[i % sizes.len()];
+                    check(p.0, size.min(64), (i % 251) as u8);
+                    // SAFETY: a live block of `a` with this size, freed once.
+                    unsafe { a.dealloc(c, p.0, size, 8) };
+                }
+            })
+        });
+    });
+    let c = a.heap().counters();
+    assert_eq!(c.pages_in_use, 0, "every span went back to the heap");
+    for class in 1..NUM_CLASSES {
+        assert!(a.central(class).is_empty(), "class {class} still holds spans");
+    }
+    let st = a.stats();
+    assert_eq!((st.bytes_in_use, st.small_spans, st.large_objects), (0, 0, 0));
+}
+
+#[test]
+fn full_span_returns_to_partial_on_first_remote_free_and_is_reused() {
+    let a = Box::new(Allocator::new(None));
+    let size = 1024;
+    let class = size_to_class(size);
+    let per_span = CLASS_OBJECTS[class] as usize;
+    let producer = a.new_cache();
+    let freer = a.new_cache();
+    // SAFETY: each cache is used by this thread only, as its own; every block
+    // is freed once.
+    unsafe {
+        let first: Vec<*mut u8> = (0..per_span).map(|_| a.alloc(producer, size, 8)).collect();
+        let span = a.heap().span_of(first[0] as usize);
+        assert!(first.iter().all(|&p| a.heap().span_of(p as usize) == span), "one span");
+        assert!(a.central(class).is_empty());
+        // The next allocation exhausts the span: it goes to the full list.
+        let extra = a.alloc(producer, size, 8);
+        assert_ne!(a.heap().span_of(extra as usize), span);
+        assert_eq!(a.central(class).len(), 1);
+        // A free from a non-owner: the span moves to the partial list and a
+        // third cache reuses exactly that slot.
+        a.dealloc(freer, first[3], size, 8);
+        assert_eq!(a.central(class).len(), 1);
+        let third = a.new_cache();
+        let again = a.alloc(third, size, 8);
+        assert_eq!(again, first[3], "the partial span's free slot is reused");
+        assert!(a.central(class).is_empty(), "the span now belongs to the third cache");
+        // Everything freed by a cache that owns none of it: the spans
+        // still owned by caches stay until their caches go.
+        for &p in &first[..3] {
+            a.dealloc(freer, p, size, 8);
+        }
+        for &p in &first[4..] {
+            a.dealloc(freer, p, size, 8);
+        }
+        a.dealloc(freer, extra, size, 8);
+        a.dealloc(freer, again, size, 8);
+        for c in [producer, freer, third] {
+            a.caches().destroy(&a, c);
+        }
+    }
+    assert_eq!(a.heap().counters().pages_in_use, 0);
+}
+
+#[test]
+fn every_class_and_alignment_round_trips_through_all_tiers() {
+    let a = Box::new(Allocator::new(None));
+    with_cache(&a, |c| {
+        let mut live = Vec::new();
+        for (class, &size) in CLASS_SIZE.iter().enumerate().skip(1) {
+            let size = size as usize;
+            for shift in [0, 3, 4, 6, 12, 13, 14, 16] {
+                let align = 1usize << shift;
+                // SAFETY: `c` is this thread's cache of `a`.
+                let p = unsafe { a.alloc(c, size, align) };
+                assert!(!p.is_null());
+                assert_eq!(p as usize % align, 0, "size {size} align {align}");
+                assert!(a.usable_size(p).unwrap() >= size);
+                fill(p, size, class as u8);
+                live.push((p, size, align, class as u8));
+            }
+        }
+        for &(p, size, align, tag) in &live {
+            check(p, size, tag);
+            // SAFETY: freed once with its layout.
+            unsafe { a.dealloc(c, p, size, align) };
+        }
+    });
+    assert_eq!(a.heap().counters().pages_in_use, 0);
+}
+
+#[test]
+fn large_realloc_grows_in_place_when_the_next_pages_are_free() {
+    let a = Box::new(Allocator::new(None));
+    with_cache(&a, |c| {
+        // SAFETY: `c` is this thread's cache; blocks are used within their sizes.
+        unsafe {
+            let p = a.alloc(c, 100_000, 8);
+            fill(p, 100_000, 7);
+            let q = a.realloc(c, p, 100_000, 8, 1_000_000);
+            assert_eq!(p, q, "the pages after a lone large block are free");
+            check(q, 100_000, 7);
+            let blocker = a.alloc(c, 50_000, 8);
+            let r = a.realloc(c, q, 1_000_000, 8, 3_000_000);
+            check(r, 100_000, 7);
+            let s = a.realloc(c, r, 3_000_000, 8, 40_000);
+            assert_eq!(r, s, "shrinking stays in place");
+            assert_eq!(a.usable_size(s), Some(40_960));
+            let t = a.realloc(c, s, 40_000, 8, 100);
+            assert_ne!(t, s, "shrinking to a small size moves to a size class");
+            check(t, 100, 7);
+            a.dealloc(c, t, 100, 8);
+            a.dealloc(c, blocker, 50_000, 8);
+        }
+    });
+    assert_eq!(a.heap().counters().pages_in_use, 0);
+}
+
+#[test]
+fn alloc_zeroed_is_zero_even_on_reused_memory() {
+    let a = Box::new(Allocator::new(None));
+    with_cache(&a, |c| {
+        for size in [16, 3000, 32_768, 70_000, 5 << 20] {
+            for _ in 0..3 {
+                // SAFETY: `c` is this thread's cache; blocks used within size.
+                unsafe {
+                    let p = a.alloc_zeroed(c, size, 8);
+                    let s = std::slice::from_raw_parts(p, size);
+                    assert!(s.iter().all(|&b| b == 0), "size {size}");
+                    std::ptr::write_bytes(p, 0xEE, size);
+                    a.dealloc(c, p, size, 8);
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn foreign_and_interior_addresses_are_not_ours() {
+    let a = Box::new(Allocator::new(None));
+    with_cache(&a, |c| {
+        // SAFETY: `c` is this thread's cache.
+        let p = unsafe { a.alloc(c, 100, 8) };
+        let on_stack = 0u64;
+        assert!(a.usable_size(&on_stack as *const u64 as *const u8).is_none());
+        assert!(!a.owns_address(&on_stack as *const u64 as *const u8));
+        assert!(a.owns_address(p));
+        // SAFETY: pointer arithmetic inside the block (not dereferenced).
+        assert!(a.usable_size(unsafe { p.add(8) }).is_none(), "interior pointer");
+        // SAFETY: freed once.
+        unsafe { a.dealloc(c, p, 100, 8) };
+    });
+}
