@@ -234,20 +234,9 @@ impl Allocator {
                 os::fatal(format_args!("double free of {:#x} (size class {})", ptr as usize, s.class));
             }
         } else {
-            // SAFETY: `ptr` is slot `index` of the span, handed out.
-            unsafe { self.free_remote(span, ptr, index) }
-        }
-    }
-
-    /// A free into a span this thread does not own.
-    #[inline(never)]
-    unsafe fn free_remote(&self, span: *mut Span, ptr: *mut u8, index: usize) {
-        // SAFETY: forwarded: `ptr` is live slot `index` of `span`. A claim
-        // makes this thread the span's holder, as `on_claimed` requires.
-        unsafe {
-            if (*span).push_remote(ptr, index) {
-                self.central((*span).class as usize).on_claimed(&self.heap, span);
-            }
+            // SAFETY: `ptr` is slot `index` of the span, handed out; `cache`
+            // is the caller's.
+            unsafe { (*cache).free_remote(self, span, ptr, index) }
         }
     }
 
@@ -345,6 +334,15 @@ impl Allocator {
             if (*cache).kind() == CacheKind::Live {
                 (*cache).flush(self);
             }
+        }
+        self.release_unused();
+    }
+
+    /// Returns the spans the central lists keep for reuse to the heap, and
+    /// every free page to the OS. Thread caches keep their spans.
+    pub fn release_unused(&self) {
+        for c in &self.central {
+            c.release_empty(&self.heap);
         }
         self.heap.scavenge(0);
     }

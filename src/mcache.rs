@@ -12,15 +12,25 @@
 //! see only its address, as the `owner` of its spans. The `CacheRegistry`
 //! creates and destroys cache records under its own lock, a leaf lock.
 //!
+//! # Batched remote frees
+//! A free into a span this cache does not own joins a private chain, the
+//! *pending* frees, while consecutive frees hit the same span; the chain is
+//! published with one CAS (`Span::push_remote_chain`) when a free hits another
+//! span, and on every refill, flush and collect. Frees made in allocation
+//! order (a batch freed, a consumer draining a producer) so cost one CAS per
+//! span instead of one per object. Until published, pending objects count as
+//! live: a span stays out of the heap a little longer, never less.
+//!
 //! Invariants: every class slot points either at a span owned by this cache
 //! (tag `OWNED`, `owner` = this cache) or at the sentinel empty span, whose
 //! free list is always null, so the fast path's single null test is also the
-//! "no span yet" test. A cache owns no span that is not in a class slot.
+//! "no span yet" test. A cache owns no span that is not in a class slot. The
+//! pending chain holds only objects of `pending.span`, none twice.
 
 use crate::fixalloc::FixAlloc;
 use crate::malloc::Allocator;
 use crate::sizeclass::NUM_CLASSES;
-use crate::span::Span;
+use crate::span::{FreeObj, Span};
 use crate::sync::{maybe_const_fn, RawLock, UnsafeCell};
 use core::ptr;
 
@@ -44,15 +54,96 @@ pub struct MCache {
     /// Current span per class (the sentinel when none).
     spans: [*mut Span; NUM_CLASSES],
     kind: CacheKind,
+    pending: PendingFrees,
     /// Registry links (registry lock).
     next: *mut MCache,
     prev: *mut MCache,
 }
 
+/// Frees into one span not owned by this cache, not yet published.
+#[derive(Debug)]
+struct PendingFrees {
+    span: *mut Span,
+    /// Most recently freed object; links to the earlier ones.
+    first: *mut FreeObj,
+    first_index: usize,
+    last: *mut FreeObj,
+    count: u32,
+}
+
+impl PendingFrees {
+    const NONE: PendingFrees =
+        PendingFrees { span: ptr::null_mut(), first: ptr::null_mut(), first_index: 0, last: ptr::null_mut(), count: 0 };
+}
+
 impl MCache {
     /// A cache with no spans, every class slot at `sentinel`.
     pub const fn new(sentinel: *mut Span, kind: CacheKind) -> MCache {
-        MCache { spans: [sentinel; NUM_CLASSES], kind, next: ptr::null_mut(), prev: ptr::null_mut() }
+        MCache {
+            spans: [sentinel; NUM_CLASSES],
+            kind,
+            pending: PendingFrees::NONE,
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+        }
+    }
+
+    /// Frees `obj`, slot `index` of `span`, which this cache does not own.
+    /// On a shared empty cache (which is never written) the free is
+    /// published at once.
+    ///
+    /// # Safety
+    /// `self` is the calling thread's cache of `alloc` (or a shared empty
+    /// one); `obj` is a live slot of the live `span`, freed once.
+    #[inline]
+    pub unsafe fn free_remote(&mut self, alloc: &Allocator, span: *mut Span, obj: *mut u8, index: usize) {
+        let obj = obj.cast::<FreeObj>();
+        if self.kind != CacheKind::Live {
+            // SAFETY: forwarded; a claim makes this thread the holder.
+            unsafe {
+                if (*span).push_remote_chain(obj, index, obj, 1) {
+                    alloc.central((*span).class as usize).on_claimed(alloc.heap(), span);
+                }
+            }
+            return;
+        }
+        if self.pending.span == span {
+            if self.pending.first == obj {
+                crate::os::fatal(format_args!("double free of {:#x} (size class {})", obj as usize, unsafe {
+                    // SAFETY: the span is live (it holds pending objects).
+                    (*span).class
+                }));
+            }
+            // SAFETY: the caller gives up `obj`; the chain is private.
+            unsafe { (*obj).next = self.pending.first };
+            self.pending.first = obj;
+            self.pending.first_index = index;
+            self.pending.count += 1;
+            return;
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.publish_pending(alloc) };
+        self.pending = PendingFrees { span, first: obj, first_index: index, last: obj, count: 1 };
+    }
+
+    /// Publishes the pending frees with one CAS.
+    ///
+    /// # Safety
+    /// `self` is a live cache of `alloc` used by its own thread.
+    #[inline(never)]
+    pub unsafe fn publish_pending(&mut self, alloc: &Allocator) {
+        let p = core::mem::replace(&mut self.pending, PendingFrees::NONE);
+        if p.span.is_null() {
+            return;
+        }
+        // SAFETY: the chain holds `count` distinct live slots of the span
+        // (the span stays live while they are not freed); a claim makes this
+        // thread the holder, as `on_claimed` requires.
+        unsafe {
+            if (*p.span).push_remote_chain(p.first, p.first_index, p.last, p.count) {
+                alloc.central((*p.span).class as usize).on_claimed(alloc.heap(), p.span);
+            }
+        }
     }
 
     /// What this record is.
@@ -90,6 +181,9 @@ impl MCache {
     #[cold]
     #[inline(never)]
     pub unsafe fn refill(&mut self, alloc: &Allocator, class: usize) -> *mut u8 {
+        // SAFETY: forwarded caller contract. Publishing first may hand this
+        // very cache its own objects back through a span's remote list.
+        unsafe { self.publish_pending(alloc) };
         let current = self.spans[class];
         if current != alloc.sentinel() {
             // SAFETY: the slot's span is owned by this cache; its local list
@@ -126,6 +220,8 @@ impl MCache {
     /// `self` is a live cache of `alloc`, used by its own thread (or by the
     /// thread-exit destructor on that thread).
     pub unsafe fn flush(&mut self, alloc: &Allocator) {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.publish_pending(alloc) };
         for class in 1..NUM_CLASSES {
             let span = self.spans[class];
             if span != alloc.sentinel() {

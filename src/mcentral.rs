@@ -16,10 +16,17 @@
 //! span's tag without checking it, and the claimer, not the list, unlinks
 //! it. Lock order: this lock, then the heap lock.
 //!
+//! # Hysteresis
+//! A span whose every object is free is kept on the partial list, up to
+//! `KEEP_EMPTY` per class, instead of going back to the heap at once, so a
+//! producer whose spans are emptied by a consumer takes them back from here
+//! without the heap's lock and page-table writes. `release_empty` (called by
+//! `collect`) returns them all.
+//!
 //! Invariants: a span is on the partial list iff its tag is `PARTIAL` or it is
 //! `CLAIMED` by a thread waiting for this lock; likewise for the full list
-//! and `FULL`. No span on a list has every object free except transiently,
-//! while its claimer waits for this lock.
+//! and `FULL`. At most `KEEP_EMPTY` spans on the partial list have every
+//! object free, except transiently, while a claimer waits for this lock.
 
 use crate::mheap::MHeap;
 use crate::sizeclass::CLASS_PAGES;
@@ -27,12 +34,17 @@ use crate::span::{list, tag, RemoteWord, Span};
 use crate::sync::{maybe_const_fn, Ordering, RawLock, UnsafeCell};
 use core::ptr;
 
+/// Completely free spans a class keeps for reuse.
+const KEEP_EMPTY: usize = 2;
+
 #[derive(Debug)]
 struct Lists {
     partial: *mut Span,
     full: *mut Span,
     /// Spans on either list (statistics).
     len: usize,
+    /// Spans on the partial list with every object free.
+    empty: usize,
 }
 
 /// The central lists of one size class.
@@ -54,7 +66,7 @@ impl MCentral {
         pub fn new() -> MCentral {
             MCentral {
                 lock: RawLock::new(),
-                lists: UnsafeCell::new(Lists { partial: ptr::null_mut(), full: ptr::null_mut(), len: 0 }),
+                lists: UnsafeCell::new(Lists { partial: ptr::null_mut(), full: ptr::null_mut(), len: 0, empty: 0 }),
             }
         }
     }
@@ -109,6 +121,9 @@ impl MCentral {
                         .compare_exchange(w.0, w.with_tag(tag::OWNED).0, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                 {
+                    if w.all_free() {
+                        l.empty -= 1;
+                    }
                     // SAFETY: the lock is held and the span is on the list.
                     unsafe { unlink(l, s) };
                     return s;
@@ -142,12 +157,15 @@ impl MCentral {
         let empty = self.locked(|l| {
             let mut w = RemoteWord(s.remote.load(Ordering::Relaxed));
             loop {
-                if w.count() == used {
+                if w.count() == used && l.empty >= KEEP_EMPTY {
                     // Every object is free: no thread can free into it again.
                     return true;
                 }
-                let (t, which) =
-                    if exhausted && w.count() == 0 { (tag::FULL, list::FULL) } else { (tag::PARTIAL, list::PARTIAL) };
+                let (t, which) = if exhausted && w.count() == 0 && used != 0 {
+                    (tag::FULL, list::FULL)
+                } else {
+                    (tag::PARTIAL, list::PARTIAL)
+                };
                 // Release pairs with the Acquire of whoever holds it next
                 // (`acquire`, or a claiming `push_remote`): the local free
                 // list, bump index and used count written by this cache.
@@ -158,6 +176,9 @@ impl MCentral {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
+                        if w.count() == used {
+                            l.empty += 1;
+                        }
                         // A claimer may already wait for the lock; it will
                         // find the span linked.
                         // SAFETY: the lock is held; the span is on no list.
@@ -192,12 +213,15 @@ impl MCentral {
             let mut w = RemoteWord(s.remote.load(Ordering::Acquire));
             loop {
                 debug_assert_eq!(w.tag(), tag::CLAIMED);
-                if w.all_free() {
+                if w.all_free() && l.empty >= KEEP_EMPTY {
                     return true;
                 }
                 // Release pairs with the Acquire in `acquire`.
                 match s.remote.compare_exchange(w.0, w.with_tag(tag::PARTIAL).0, Ordering::Release, Ordering::Acquire) {
                     Ok(_) => {
+                        if w.all_free() {
+                            l.empty += 1;
+                        }
                         // SAFETY: the lock is held; the span is on no list.
                         unsafe { link(l, span, list::PARTIAL) };
                         return false;
@@ -210,6 +234,41 @@ impl MCentral {
             // SAFETY: every object is free and this thread holds the span.
             unsafe { heap.free_span(span) };
         }
+    }
+}
+
+impl MCentral {
+    /// Returns every completely free span on the partial list to the heap.
+    pub fn release_empty(&self, heap: &MHeap) {
+        self.locked(|l| {
+            let mut s = l.partial;
+            while l.empty > 0 && !s.is_null() {
+                // SAFETY: spans on the list are live; the lock is held.
+                let span = unsafe { &*s };
+                // SAFETY: the lock is held.
+                let next = span.next.with(|p| unsafe { *p });
+                let w = RemoteWord(span.remote.load(Ordering::Relaxed));
+                // A span with every object free receives no more frees, so
+                // no pusher races this CAS; Acquire pairs with the Release
+                // that made it PARTIAL, as in `acquire`.
+                if w.tag() == tag::PARTIAL
+                    && w.all_free()
+                    && span
+                        .remote
+                        .compare_exchange(w.0, w.with_tag(tag::CLAIMED).0, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    l.empty -= 1;
+                    // SAFETY: the lock is held and the span is on the list;
+                    // it holds no live object and this thread holds it.
+                    unsafe {
+                        unlink(l, s);
+                        heap.free_span(s);
+                    }
+                }
+                s = next;
+            }
+        });
     }
 }
 

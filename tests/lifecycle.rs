@@ -64,6 +64,10 @@ fn remote_frees_return_every_page_to_the_heap() {
             })
         });
     });
+    for class in 1..NUM_CLASSES {
+        assert!(a.central(class).len() <= 2, "class {class} keeps at most two free spans");
+    }
+    a.release_unused();
     let c = a.heap().counters();
     assert_eq!(c.pages_in_use, 0, "every span went back to the heap");
     for class in 1..NUM_CLASSES {
@@ -95,6 +99,8 @@ fn full_span_returns_to_partial_on_first_remote_free_and_is_reused() {
         // A free from a non-owner: the span moves to the partial list and a
         // third cache reuses exactly that slot.
         a.dealloc(freer, first[3], size, 8);
+        // The free waits in the freer's pending chain until published.
+        (*freer).publish_pending(&a);
         assert_eq!(a.central(class).len(), 1);
         let third = a.new_cache();
         let again = a.alloc(third, size, 8);
@@ -114,6 +120,7 @@ fn full_span_returns_to_partial_on_first_remote_free_and_is_reused() {
             a.caches().destroy(&a, c);
         }
     }
+    a.release_unused();
     assert_eq!(a.heap().counters().pages_in_use, 0);
 }
 
@@ -141,6 +148,7 @@ fn every_class_and_alignment_round_trips_through_all_tiers() {
             unsafe { a.dealloc(c, p, size, align) };
         }
     });
+    a.release_unused();
     assert_eq!(a.heap().counters().pages_in_use, 0);
 }
 
@@ -168,6 +176,7 @@ fn large_realloc_grows_in_place_when_the_next_pages_are_free() {
             a.dealloc(c, blocker, 50_000, 8);
         }
     });
+    a.release_unused();
     assert_eq!(a.heap().counters().pages_in_use, 0);
 }
 
