@@ -119,6 +119,13 @@ impl OwnerCounter {
     pub fn read_racy(&self) -> u32 {
         self.value.load(Ordering::Relaxed)
     }
+
+    /// Under loom a racy read is a tracked read: a model that takes
+    /// statistics while the owner allocates is reported as a race.
+    #[cfg(gomalloc_loom)]
+    pub fn read_racy(&self) -> u32 {
+        self.get()
+    }
 }
 
 /// Spin-wait hint for loops that wait on another thread. Under loom it yields
