@@ -95,7 +95,7 @@ impl MCache {
     /// # Safety
     /// `self` is the calling thread's cache of `alloc` (or a shared empty
     /// one); `obj` is a live slot of the live `span`, freed once.
-    #[inline]
+    #[inline(never)]
     pub unsafe fn free_remote(&mut self, alloc: &Allocator, span: *mut Span, obj: *mut u8, index: usize) {
         let obj = obj.cast::<FreeObj>();
         if self.kind != CacheKind::Live {

@@ -39,7 +39,7 @@
 //! is only pushed while the pusher's object is live, so the span record cannot
 //! be released under a pusher.
 
-use crate::sizeclass::{slot_index, CLASS_OBJECTS, CLASS_SIZE};
+use crate::sizeclass::{CLASS_OBJECTS, CLASS_SIZE, DIV_MAGIC};
 use crate::sync::{maybe_const_fn, AtomicU64, AtomicUsize, Ordering, OwnerCounter, UnsafeCell};
 use core::ptr;
 
@@ -159,6 +159,9 @@ pub struct Span {
     pub needzero: bool,
     /// Object size (class size), or 0 for large spans.
     pub elem_size: u32,
+    /// The class's reciprocal (`sizeclass::DIV_MAGIC`), kept here so a free
+    /// needs no table lookup.
+    pub div_magic: u32,
     /// Address of the owning thread cache, 0 when no cache owns the span.
     pub owner: AtomicUsize,
     /// First byte of the span.
@@ -198,6 +201,7 @@ impl Span {
                 class: 0,
                 needzero: false,
                 elem_size: 0,
+                div_magic: 0,
                 owner: AtomicUsize::new(0),
                 base: 0,
                 npages: AtomicUsize::new(0),
@@ -222,6 +226,7 @@ impl Span {
         self.npages.store(npages, Ordering::Relaxed);
         self.class = class as u8;
         self.elem_size = CLASS_SIZE[class];
+        self.div_magic = DIV_MAGIC[class];
         // The cap only bites under loom.
         #[allow(clippy::unnecessary_min_or_max)]
         let nelems = CLASS_OBJECTS[class].min(MAX_OBJECTS_PER_SPAN);
@@ -249,7 +254,7 @@ impl Span {
         if offset >= self.nelems as usize * self.elem_size as usize {
             return None;
         }
-        let index = slot_index(offset, self.class as usize);
+        let index = ((offset as u64 * self.div_magic as u64) >> 32) as usize;
         (index * self.elem_size as usize == offset).then_some(index)
     }
 
