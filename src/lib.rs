@@ -162,8 +162,13 @@ mod api {
         unsafe { ALLOCATOR.collect(current_cache()) }
     }
 
-    /// A snapshot of the allocator's figures.
+    /// A snapshot of the allocator's figures. The calling thread's batched
+    /// remote frees are published first; frees batched by other threads
+    /// count as in use until those threads publish them (at their next
+    /// cache refill, `collect()` or exit).
     pub fn stats() -> Stats {
+        // SAFETY: the calling thread's cache of ALLOCATOR.
+        unsafe { ALLOCATOR.publish_pending(current_cache()) };
         ALLOCATOR.stats()
     }
 

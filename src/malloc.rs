@@ -347,6 +347,20 @@ impl Allocator {
         self.heap.scavenge(0);
     }
 
+    /// Publishes the frees `cache` holds back for batching (see `mcache.rs`),
+    /// so they count as free everywhere.
+    ///
+    /// # Safety
+    /// As for `alloc`.
+    pub unsafe fn publish_pending(&self, cache: *mut MCache) {
+        // SAFETY: forwarded caller contract; only a live cache is written.
+        unsafe {
+            if (*cache).kind() == CacheKind::Live {
+                (*cache).publish_pending(self);
+            }
+        }
+    }
+
     /// A snapshot of the allocator's figures (see [`Stats`]).
     pub fn stats(&self) -> Stats {
         let mut st = Stats::default();

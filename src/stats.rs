@@ -4,8 +4,10 @@
 //! Owns no state. The figures are gathered by `malloc.rs` from the page heap
 //! (under the heap lock) and from span metadata; counts for spans that are
 //! owned by a running thread cache are read without stopping that thread, so a
-//! snapshot taken while other threads allocate is approximate (each field is
-//! exact for a quiescent heap).
+//! snapshot taken while other threads allocate is approximate. For a quiescent
+//! heap each field is exact, with one caveat: a thread batches its frees into
+//! spans it does not own (`mcache.rs`), and those count as in use until it
+//! publishes them, at its next cache refill, `collect()`, `stats()` or exit.
 
 use crate::sizeclass::NUM_CLASSES;
 use core::fmt;
