@@ -88,8 +88,14 @@ impl Bitmap {
     /// First index `>= from` whose bit in `self` (and in `also`, if given) is
     /// set and, with `want == false`, clear instead. `None` past the end.
     fn next_matching(&self, from: usize, also: Option<&Bitmap>, want: bool) -> Option<usize> {
+        self.next_matching_before(from, self.nbits, also, want)
+    }
+
+    /// As `next_matching`, looking only below `limit`.
+    fn next_matching_before(&self, from: usize, limit: usize, also: Option<&Bitmap>, want: bool) -> Option<usize> {
+        let limit = limit.min(self.nbits);
         let mut i = from;
-        while i < self.nbits {
+        while i < limit {
             let mut w = self.word(i / 64);
             if let Some(b) = also {
                 w &= b.word(i / 64);
@@ -100,7 +106,7 @@ impl Bitmap {
             w &= u64::MAX << (i % 64);
             if w != 0 {
                 let found = (i & !63) + w.trailing_zeros() as usize;
-                return (found < self.nbits).then_some(found);
+                return (found < limit).then_some(found);
             }
             i = (i & !63) + 64;
         }
@@ -131,11 +137,11 @@ impl Bitmap {
             if i + n > self.nbits {
                 return None;
             }
-            let end = self.next_clear(i);
-            if end - i >= n {
-                return Some(i);
+            // Only the n bits needed are looked at, not the whole free run.
+            match self.next_matching_before(i, i + n, None, false) {
+                None => return Some(i),
+                Some(taken) => i = taken,
             }
-            i = end;
         }
     }
 

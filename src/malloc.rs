@@ -12,6 +12,7 @@
 //! the shared empty caches, which are only read). An `Allocator` must not move
 //! once a cache has been created for it: caches point at its sentinel.
 
+use crate::large::{LargeCache, FREED};
 use crate::mcache::{CacheKind, CacheRegistry, MCache};
 use crate::mcentral::MCentral;
 use crate::mheap::MHeap;
@@ -32,6 +33,7 @@ pub struct Allocator {
     heap: MHeap,
     central: [CachePadded<MCentral>; NUM_CLASSES],
     caches: CacheRegistry,
+    large_cache: LargeCache,
     sentinel: Span,
     adopt: Option<AdoptCacheFn>,
 }
@@ -46,6 +48,7 @@ impl Allocator {
             heap: MHeap::new(),
             central: [const { CachePadded::new(MCentral::new()) }; NUM_CLASSES],
             caches: CacheRegistry::new(),
+            large_cache: LargeCache::new(),
             sentinel: Span::empty(),
             adopt,
         }
@@ -58,9 +61,16 @@ impl Allocator {
             heap: MHeap::new(),
             central: core::array::from_fn(|_| CachePadded::new(MCentral::new())),
             caches: CacheRegistry::new(),
+            large_cache: LargeCache::new(),
             sentinel: Span::empty(),
             adopt,
         }
+    }
+
+    /// The cache of recently freed large runs.
+    #[inline]
+    pub(crate) fn large_cache(&self) -> &LargeCache {
+        &self.large_cache
     }
 
     /// The page heap.
@@ -280,6 +290,8 @@ impl Allocator {
             if stays_small && aligned_size_to_class(new_size, align.max(1)) == s.class as usize {
                 return ptr;
             }
+        } else if s.owner.load(Ordering::Relaxed) == FREED {
+            invalid_free(ptr, "realloc of a freed block");
         } else if !stays_small && ptr as usize == s.base {
             let pages = new_size.div_ceil(PAGE_SIZE).max(1);
             // SAFETY: the caller owns this live large block.
@@ -319,7 +331,7 @@ impl Allocator {
         if s.class != 0 {
             s.slot_of(ptr as usize).map(|_| s.elem_size as usize)
         } else {
-            (ptr as usize == s.base).then(|| s.pages() * PAGE_SIZE)
+            (ptr as usize == s.base && s.owner.load(Ordering::Relaxed) != FREED).then(|| s.pages() * PAGE_SIZE)
         }
     }
 
@@ -341,6 +353,7 @@ impl Allocator {
     /// Returns the spans the central lists keep for reuse to the heap, and
     /// every free page to the OS. Thread caches keep their spans.
     pub fn release_unused(&self) {
+        self.large_cache.release_cached(&self.heap);
         for c in &self.central {
             c.release_empty(&self.heap);
         }
@@ -371,8 +384,12 @@ impl Allocator {
             let bytes = s.pages() * PAGE_SIZE;
             st.bytes_in_spans += bytes;
             if s.class == 0 {
-                st.large_objects += 1;
-                st.bytes_in_use += bytes;
+                if s.owner.load(Ordering::Relaxed) == FREED {
+                    st.bytes_free_retained += bytes;
+                } else {
+                    st.large_objects += 1;
+                    st.bytes_in_use += bytes;
+                }
             } else {
                 let pending = RemoteWord(s.remote.load(Ordering::Relaxed)).count();
                 let live = s.used.read_racy().saturating_sub(pending) as usize;
@@ -385,7 +402,7 @@ impl Allocator {
         });
         let h = self.heap.counters();
         st.bytes_mapped = h.mapped_bytes;
-        st.bytes_free_retained = h.dirty_free_pages * PAGE_SIZE;
+        st.bytes_free_retained += h.dirty_free_pages * PAGE_SIZE;
         st.bytes_released = (h.free_pages - h.dirty_free_pages) * PAGE_SIZE;
         st.bytes_metadata = h.header_bytes + h.record_bytes + self.caches.mapped_bytes();
         st.thread_caches = self.caches.count();
