@@ -155,7 +155,11 @@ impl MCentral {
         // SAFETY: the caller holds the span.
         let exhausted = unsafe { s.locally_exhausted() };
         let empty = self.locked(|l| {
-            let mut w = RemoteWord(s.remote.load(Ordering::Relaxed));
+            // Acquire (here and on CAS failure) pairs with the pushers'
+            // Release: if every object has come back, the span may go to the
+            // heap, and the pushers' writes into it must happen before its
+            // next user's. (Found by the `thread_exit` loom model.)
+            let mut w = RemoteWord(s.remote.load(Ordering::Acquire));
             loop {
                 if w.count() == used && l.empty >= KEEP_EMPTY {
                     // Every object is free: no thread can free into it again.
@@ -173,7 +177,7 @@ impl MCentral {
                     w.0,
                     w.with_tag(t).with_frozen(used).0,
                     Ordering::Release,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         if w.count() == used {

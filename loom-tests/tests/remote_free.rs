@@ -1,85 +1,143 @@
-//! Remote frees: two threads free objects of a span into its remote list
-//! (each through its own cache's pending chain, published when the cache is
-//! destroyed) while the owning thread keeps allocating, which splices the
-//! remote list or hands the span to the central list and takes another.
+//! Model 1, remote frees: threads free objects of a span the main thread's
+//! cache owns, through its remote list, while the owner keeps allocating,
+//! which splices the remote list or hands the exhausted span to the central
+//! list and takes another.
 //!
-//! Invariant: no block is handed out twice (every block the owner gets is
-//! distinct from every block still live), and no block is lost (after all
-//! frees, every page is back in the heap).
+//! - `remote_frees_race_the_owner`: two threads each free one object through
+//!   their own cache's pending chain, published when the cache is destroyed.
+//! - `chain_and_single_frees_race_the_splice`: one thread frees two objects
+//!   as one pending chain (one CAS for both), the other frees one object
+//!   through a dead thread's shared cache, which publishes each free at once.
+//!
+//! Invariant: no block is handed out twice (the owner's blocks are distinct
+//! from every live block, and each block's previous user's accesses
+//! happen-before the next user's: `UserData`), and no block is lost: once
+//! every thread is done, a fresh cache gets back exactly the free slots of
+//! every span (`audit_class`), and after all frees no page is in use.
+//!
+//! Mutations tried (in a scratch worktree, one at a time; both tests):
+//! - `Span::splice_remote`'s swap Acquire → Relaxed. The links it takes are
+//!   raw memory: with `GOMALLOC_LOOM_NO_USER_DATA=1` (allocator cells only)
+//!   both tests pass, the bug unseen. With the user-data cells loom reports
+//!   "Causality violation: Concurrent write accesses to `UnsafeCell`" in
+//!   `UserData::touch` from `alloc_use` (the freeing thread's last use of a
+//!   block against the owner's first use after the splice).
+//! - `Span::push_remote_chain`'s CAS AcqRel → Acquire (no Release): the
+//!   same; unseen with allocator cells only, the same causality violation
+//!   with the user-data cells.
+//! - `Span::splice_remote` as a load and a separate store of `OWNED` instead
+//!   of one swap: the audit fails, "more free blocks than slots: a block was
+//!   handed out twice" (a push landing between the two is not taken away
+//!   from the remote list; loom lets the plain store be ordered before it).
+//! - `push_remote_chain` never claiming a `FULL` span: the audit fails, "a
+//!   freed block never came back (lost)".
 #![cfg(gomalloc_loom)]
 
 use gomalloc::malloc::Allocator;
+use gomalloc::mcache::MCache;
+use gomalloc_loom_tests::{
+    alloc_use, assert_distinct, audit_class, builder, first_block, free_published, span_of, use_free, Block, UserData,
+};
 use loom::sync::Arc;
 use loom::thread;
 
-#[derive(Clone, Copy)]
-struct Block(*mut u8);
-// SAFETY: blocks are plain heap addresses handed between model threads.
-unsafe impl Send for Block {}
-
 const SIZE: usize = 64;
+/// Objects per span under loom.
+const PER_SPAN: usize = gomalloc::span::MAX_OBJECTS_PER_SPAN as usize;
 
-fn free_on_own_cache(a: &Allocator, b: Block) {
-    let c = a.new_cache();
-    // SAFETY: `c` is this thread's cache; `b` is a live block freed once;
-    // destroying the cache publishes the free and gives up the cache.
-    unsafe {
-        a.dealloc(c, b.0, SIZE, 8);
-        a.caches().destroy(a, c);
+/// A fresh allocator, the user-data cells for its first spans, the main
+/// thread's cache, and the three blocks of its first span.
+fn setup() -> (Arc<Allocator>, Arc<UserData>, *mut MCache, Vec<Block>) {
+    let a = Arc::new(Allocator::new(None));
+    let owner = a.new_cache();
+    // SAFETY: `owner` is this thread's cache.
+    let (data, first) = unsafe { first_block(&a, owner, SIZE, 4, &[SIZE]) };
+    let mut p = vec![first];
+    for _ in 1..PER_SPAN {
+        // SAFETY: as above.
+        p.push(unsafe { alloc_use(&a, owner, SIZE, &data) });
     }
+    let span = span_of(&a, first);
+    assert!(p.iter().all(|&b| span_of(&a, b) == span));
+    (a, Arc::new(data), owner, p)
+}
+
+/// The owner allocates `n` blocks while the frees land, checking each
+/// against the blocks still live.
+fn owner_allocates(a: &Allocator, owner: *mut MCache, data: &UserData, live: &mut Vec<Block>, n: usize) {
+    for _ in 0..n {
+        // SAFETY: `owner` is this thread's cache.
+        let q = unsafe { alloc_use(a, owner, SIZE, data) };
+        assert!(live.iter().all(|l| *l != q), "block handed out twice");
+        live.push(q);
+    }
+}
+
+fn finish(a: &Allocator, owner: *mut MCache, data: &UserData, live: Vec<Block>) {
+    assert_distinct(&live, "owner");
+    // SAFETY: the owner's cache is not used again.
+    unsafe { a.caches().destroy(a, owner) };
+    audit_class(a, SIZE, live, data);
 }
 
 #[test]
 fn remote_frees_race_the_owner() {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(|| {
-        let a = Arc::new(Allocator::new(None));
-        let owner = a.new_cache();
-        // Under loom a span holds three objects: take them all.
-        // SAFETY: `owner` is this thread's cache.
-        let p: Vec<Block> = (0..3).map(|_| Block(unsafe { a.alloc(owner, SIZE, 8) })).collect();
-        let span = a.heap().span_of(p[0].0 as usize);
-        assert!(p.iter().all(|b| a.heap().span_of(b.0 as usize) == span));
-
-        let t1 = {
-            let (a, b) = (a.clone(), p[0]);
-            thread::spawn(move || free_on_own_cache(&a, b))
+    builder().check(|| {
+        let (a, data, owner, p) = setup();
+        let spawn_free = |b: Block| {
+            let (a, data) = (a.clone(), data.clone());
+            thread::spawn(move || {
+                let c = a.new_cache();
+                // SAFETY: `c` is this thread's cache; `b` is a live block
+                // given to this thread, freed once; destroying the cache
+                // publishes the free and gives up the cache.
+                unsafe {
+                    use_free(&a, c, b, SIZE, &data);
+                    a.caches().destroy(&a, c);
+                }
+            })
         };
-        let t2 = {
-            let (a, b) = (a.clone(), p[1]);
-            thread::spawn(move || free_on_own_cache(&a, b))
-        };
-        // The owner allocates while the frees land: a splice, or a handoff
-        // of the exhausted span to the central list and a new span.
-        // SAFETY: `owner` is this thread's cache.
+        let t1 = spawn_free(p[0]);
+        let t2 = spawn_free(p[1]);
         let mut live = vec![p[2]];
-        for _ in 0..2 {
-            // SAFETY: as above.
-            let q = Block(unsafe { a.alloc(owner, SIZE, 8) });
-            assert!(!q.0.is_null());
-            assert!(live.iter().all(|l| l.0 != q.0), "block handed out twice");
-            live.push(q);
-        }
+        owner_allocates(&a, owner, &data, &mut live, 2);
         t1.join().unwrap();
         t2.join().unwrap();
-        // Everything the frees returned is reachable again: allocate until
-        // the freed slots come back, none twice.
-        for _ in 0..2 {
-            // SAFETY: as above.
-            let q = Block(unsafe { a.alloc(owner, SIZE, 8) });
-            assert!(live.iter().all(|l| l.0 != q.0), "block handed out twice");
-            live.push(q);
-        }
-        for b in live {
-            // SAFETY: each live block is freed once, by its owner's thread.
-            unsafe { a.dealloc(owner, b.0, SIZE, 8) };
-        }
-        // SAFETY: the owner's cache is not used again.
-        unsafe { a.caches().destroy(&a, owner) };
-        a.release_unused();
-        assert_eq!(a.heap().counters().pages_in_use, 0, "a block was lost");
+        finish(&a, owner, &data, live);
+    });
+}
+
+#[test]
+fn chain_and_single_frees_race_the_splice() {
+    builder().check(|| {
+        let (a, data, owner, p) = setup();
+        let chain = {
+            let (a, data, b0, b1) = (a.clone(), data.clone(), p[0], p[1]);
+            thread::spawn(move || {
+                let c = a.new_cache();
+                // SAFETY: `c` is this thread's cache; both blocks are live,
+                // given to this thread and freed once. They share a span, so
+                // they form one pending chain, published by `destroy`.
+                unsafe {
+                    use_free(&a, c, b0, SIZE, &data);
+                    use_free(&a, c, b1, SIZE, &data);
+                    a.caches().destroy(&a, c);
+                }
+            })
+        };
+        let single = {
+            let (a, data, b2) = (a.clone(), data.clone(), p[2]);
+            thread::spawn(move || {
+                // A thread past its cache's destruction frees through the
+                // shared dead cache: the free is published at once.
+                // SAFETY: `b2` is live, given to this thread, freed once.
+                unsafe { free_published(&a, b2, SIZE, &data) };
+            })
+        };
+        let mut live = Vec::new();
+        owner_allocates(&a, owner, &data, &mut live, 2);
+        chain.join().unwrap();
+        single.join().unwrap();
+        finish(&a, owner, &data, live);
     });
 }

@@ -5,13 +5,13 @@
 //! Normal build: a three-state futex mutex (0 free, 1 held, 2 held with
 //! waiters), after Drepper's "Futexes Are Tricky". A short spin precedes the
 //! futex wait because the allocator's critical sections are a few hundred
-//! nanoseconds. It never allocates. Under loom: a spin lock on a loom atomic
-//! that yields while it waits.
+//! nanoseconds. It never allocates. Under loom: a flag behind loom's `Mutex`
+//! with a `Condvar` to block on, so waiting threads are modelled as blocked
+//! rather than spinning (a spin lock with two waiters makes loom explore
+//! endless alternations).
 
 #[cfg(not(gomalloc_loom))]
 use core::sync::atomic::{AtomicU32, Ordering};
-#[cfg(gomalloc_loom)]
-use loom::sync::atomic::{AtomicBool, Ordering};
 
 /// A mutual-exclusion lock without a guard type.
 #[derive(Debug)]
@@ -19,7 +19,9 @@ pub struct RawLock {
     #[cfg(not(gomalloc_loom))]
     state: AtomicU32,
     #[cfg(gomalloc_loom)]
-    held: AtomicBool,
+    held: loom::sync::Mutex<bool>,
+    #[cfg(gomalloc_loom)]
+    released: loom::sync::Condvar,
 }
 
 #[cfg(not(gomalloc_loom))]
@@ -107,26 +109,28 @@ fn futex_wake_one(word: &AtomicU32) {
 impl RawLock {
     /// An unlocked lock.
     pub fn new() -> RawLock {
-        RawLock { held: AtomicBool::new(false) }
+        RawLock { held: loom::sync::Mutex::new(false), released: loom::sync::Condvar::new() }
     }
 
-    /// Acquires the lock, yielding to the model checker while it waits.
+    /// Acquires the lock, blocking (so loom does not explore endless
+    /// alternations of spinning waiters).
     pub fn lock(&self) {
-        // Acquire pairs with the Release in `unlock`.
-        while self.held.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            loom::thread::yield_now();
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            held = self.released.wait(held).unwrap();
         }
+        *held = true;
     }
 
     /// Releases the lock. The caller must hold it.
     pub fn unlock(&self) {
-        // Release pairs with the Acquire in `lock`.
-        self.held.store(false, Ordering::Release);
+        *self.held.lock().unwrap() = false;
+        self.released.notify_one();
     }
 
     /// See the normal build.
     pub fn reset_after_fork(&self) {
-        self.held.store(false, Ordering::Relaxed);
+        *self.held.lock().unwrap() = false;
     }
 }
 
