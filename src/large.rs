@@ -58,6 +58,19 @@ impl LargeCache {
         }
     }
 
+    /// Takes the lock (for `fork`).
+    pub fn lock_for_fork(&self) {
+        self.lock.lock();
+    }
+    /// Releases the lock taken by `lock_for_fork`.
+    pub fn unlock_after_fork(&self, child: bool) {
+        if child {
+            self.lock.reset_after_fork();
+        } else {
+            self.lock.unlock();
+        }
+    }
+
     fn locked<R>(&self, f: impl FnOnce(&mut CacheInner) -> R) -> R {
         self.lock.lock();
         // SAFETY: the lock gives this thread sole access.

@@ -415,12 +415,14 @@ impl Allocator {
         for c in &self.central {
             c.lock_for_fork();
         }
+        self.large_cache.lock_for_fork();
         self.heap.lock_for_fork();
     }
 
     /// Releases what `lock_all` took; in the child the locks are reset.
     pub fn unlock_all(&self, child: bool) {
         self.heap.unlock_after_fork(child);
+        self.large_cache.unlock_after_fork(child);
         for c in self.central.iter().rev() {
             c.unlock_after_fork(child);
         }
