@@ -67,6 +67,8 @@
 //! `GoMalloc` → `globals` → `malloc` (`Allocator`) → `mcache` → `mcentral` →
 //! `mheap` → `os`. Locks are taken in that order and never the other way:
 //! the cache registry lock (a leaf), a central list lock, then the heap lock.
+//! The large-object cache's lock is a leaf: nothing else is taken while it
+//! is held. `fork()` takes them all: registry, centrals, large cache, heap.
 //! The only lock-free protocol, the remote-free word of a span, is described
 //! in `span.rs` and checked by the loom models in `loom-tests/`.
 //!
@@ -77,6 +79,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+// Lets `#[derive(Trace)]`, which names `::gomalloc`, work inside this crate.
+extern crate self as gomalloc;
+
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 compile_error!("gomalloc supports 64-bit Linux only");
 
@@ -84,6 +89,8 @@ compile_error!("gomalloc supports 64-bit Linux only");
 pub mod bitmap;
 #[doc(hidden)]
 pub mod fixalloc;
+#[cfg(not(gomalloc_loom))]
+pub mod gc;
 #[cfg(not(gomalloc_loom))]
 mod globals;
 mod large;

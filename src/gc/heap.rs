@@ -1,0 +1,842 @@
+//! The GC heap: configuration, span lists, the collector thread and the
+//! cycle it runs, sweeping and pacing.
+//!
+//! Called by the public API (`Heap`) and by mutators (`mutator.rs`) for spans
+//! and cycle requests. Calls `gcspan.rs`, `mark.rs` and the allocator's page
+//! heap.
+//!
+//! # The cycle (see `mod.rs` for why it is sound)
+//! 1. Sweep termination: flush idle mutators' caches and finish sweeping the
+//!    previous cycle's spans; then close sweeping (`sweep_allowed`) and wait
+//!    for sweeps in flight. From here to the flip no span is swept: a sweep
+//!    clears mark bits, which this cycle is about to set. A span still
+//!    unswept (flushed late from a busy mutator's cache) keeps the previous
+//!    cycle's marks through this one, which only lets garbage float a cycle.
+//! 2. Start: allocation turns black, `marking` turns on (SeqCst), the cycle
+//!    number advances; the collector waits until no mutator is inside a
+//!    barrier that may have read `marking == false`; it shades the roots.
+//! 3. Concurrent mark: the collector drains the grey queue while mutators
+//!    run; mutators' barriers shade old and new values; assists help when
+//!    allocation outruns marking.
+//! 4. Termination: once every mutator is outside `enter` or entered after
+//!    step 2, and no grey object is left, `marking` turns off (SeqCst); the
+//!    collector waits out in-flight barriers and drains what they shaded.
+//! 5. Flip: under the span-list lock, `sweepgen += 2`, every listed span
+//!    becomes unswept, allocation turns white and the epoch advances; caches
+//!    of mutators outside `enter` are flushed. Mutators inside `enter` flush
+//!    their own at their next allocation (they allocate black until then).
+//! 6. Sweep: the collector thread sweeps in the background; mutators sweep
+//!    lazily when they need a span.
+//!
+//! # Concurrency
+//! Span lists: one `Mutex`. Grey queue: one `Mutex` (`mark.rs`). Phase words
+//! are atomics; their orderings are commented where they are used. Lock
+//! order: span lists, then the page heap's lock (inside `GcSpan::create`
+//! and `release`); the grey queue and root set are leaves. No lock is held
+//! while user `Drop` code runs.
+
+use crate::gc::gcspan::{GcSpan, SweepResult};
+use crate::gc::mutator::MutatorState;
+use crate::gc::stats::{GcStats, PauseRing};
+use crate::mheap::MHeap;
+use crate::sizeclass::NUM_CLASSES;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// The heap goal never falls below this (Go's 4 MiB floor).
+pub const MIN_HEAP_GOAL: usize = 4 << 20;
+
+/// Collector settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcConfig {
+    /// Like `GOGC`: the next cycle starts when the heap reaches
+    /// `live × (1 + gc_percent/100)`. Negative disables automatic cycles
+    /// (the memory limit still applies). Default 100, or
+    /// `GOMALLOC_GC_PERCENT`.
+    pub gc_percent: i32,
+    /// Like `GOMEMLIMIT`: a soft limit in bytes on the GC heap; cycles start
+    /// early to stay under it. Default unlimited, or `GOMALLOC_MEMORY_LIMIT`
+    /// (bytes, with an optional `KiB`, `MiB` or `GiB` suffix).
+    pub memory_limit: usize,
+    /// Print one line per cycle to stderr (`GOMALLOC_GCTRACE=1`).
+    pub trace: bool,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig::from_env()
+    }
+}
+
+impl GcConfig {
+    /// Defaults, overridden by the `GOMALLOC_*` environment variables.
+    pub fn from_env() -> GcConfig {
+        let var = |name: &str| std::env::var(name).ok();
+        GcConfig {
+            gc_percent: var("GOMALLOC_GC_PERCENT")
+                .and_then(|v| if v.trim() == "off" { Some(-1) } else { v.trim().parse().ok() })
+                .unwrap_or(100),
+            memory_limit: var("GOMALLOC_MEMORY_LIMIT").and_then(|v| parse_bytes(&v)).unwrap_or(usize::MAX),
+            trace: var("GOMALLOC_GCTRACE").is_some_and(|v| v.trim() == "1"),
+        }
+    }
+}
+
+/// Parses "123", "64KiB", "512MiB", "2GiB".
+pub fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (digits, mult) = [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
+        .iter()
+        .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|d| (d.trim(), *m)))
+        .unwrap_or((s, 1));
+    digits.parse::<usize>().ok()?.checked_mul(mult)
+}
+
+/// Spans not in any mutator cache, by state.
+pub(crate) struct SpanLists {
+    /// Swept spans with a free slot, per class.
+    pub partial: [Vec<*mut GcSpan>; NUM_CLASSES],
+    /// Swept spans without a free slot, per class; class 0 holds large objects.
+    pub full: [Vec<*mut GcSpan>; NUM_CLASSES],
+    /// Spans waiting to be swept, per class (class 0: large).
+    pub unswept: [Vec<*mut GcSpan>; NUM_CLASSES],
+    /// Spans in mutator caches (counted, for statistics).
+    pub cached: usize,
+}
+
+// SAFETY: the raw pointers name GC span headers in page-heap memory, which
+// belong to no thread; the lists are only used under their mutex.
+unsafe impl Send for SpanLists {}
+
+/// Requests between mutators and the collector thread.
+pub(crate) struct Control {
+    pub state: Mutex<ControlState>,
+    pub wake: Condvar,
+    pub done: Condvar,
+}
+
+#[derive(Default)]
+pub(crate) struct ControlState {
+    /// A cycle has been asked for.
+    pub requested: bool,
+    /// The request came from `collect()`.
+    pub forced: bool,
+    /// Cycles completed.
+    pub completed: u64,
+    /// A cycle is running now.
+    pub running: bool,
+    /// The heap is being dropped.
+    pub shutdown: bool,
+}
+
+/// The shared state of a heap.
+pub(crate) struct HeapInner {
+    pub id: usize,
+    pub pages: &'static MHeap,
+    pub config: Mutex<GcConfig>,
+    pub gc_percent: AtomicI32,
+    pub memory_limit: AtomicUsize,
+
+    /// Barrier phase: write barriers shade while true.
+    pub marking: AtomicBool,
+    /// Allocation colour: new objects are marked while true.
+    pub alloc_black: AtomicBool,
+    /// Advances whenever `alloc_black` or `sweepgen` changes, so caches know
+    /// to resynchronise.
+    pub epoch: AtomicU64,
+    /// Cycles started.
+    pub cycle: AtomicU64,
+    /// The epoch set by the last flip.
+    pub flip_epoch: AtomicU64,
+    /// Go's `sweepgen`, starting at 2.
+    pub sweepgen: AtomicU64,
+    /// Sweeping is allowed (from a flip to the next cycle's start).
+    pub sweep_allowed: AtomicBool,
+    /// Sweeps in progress (see `try_sweep`).
+    pub sweeping: AtomicUsize,
+    /// Root operations in progress that may shade (see `root_barrier`).
+    pub root_barriers: AtomicUsize,
+
+    pub grey: Mutex<Vec<usize>>,
+    pub marked_bytes: AtomicUsize,
+
+    pub spans: Mutex<SpanLists>,
+    pub mutators: Mutex<Vec<Arc<MutatorState>>>,
+    pub roots: Mutex<crate::gc::root::RootSlots>,
+
+    /// Bytes in allocated objects (allocation adds, sweep subtracts).
+    pub in_use: AtomicUsize,
+    /// Next automatic cycle starts when `in_use` reaches this.
+    pub trigger: AtomicUsize,
+    pub goal: AtomicUsize,
+
+    pub control: Arc<Control>,
+    pub collector: Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub collector_thread: Mutex<Option<std::thread::ThreadId>>,
+    pub stats: Mutex<GcStats>,
+    pub pauses: PauseRing,
+    pub started: Instant,
+}
+
+// SAFETY: every field is either immutable after construction, atomic, or
+// behind a mutex; `pages` is a shared reference to a `Sync` heap.
+unsafe impl Send for HeapInner {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for HeapInner {}
+
+static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
+
+impl HeapInner {
+    pub fn new(pages: &'static MHeap, config: GcConfig) -> Arc<HeapInner> {
+        let inner = Arc::new(HeapInner {
+            id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
+            pages,
+            config: Mutex::new(config),
+            gc_percent: AtomicI32::new(config.gc_percent),
+            memory_limit: AtomicUsize::new(config.memory_limit),
+            marking: AtomicBool::new(false),
+            alloc_black: AtomicBool::new(false),
+            epoch: AtomicU64::new(1),
+            cycle: AtomicU64::new(0),
+            flip_epoch: AtomicU64::new(0),
+            sweepgen: AtomicU64::new(2),
+            sweep_allowed: AtomicBool::new(true),
+            sweeping: AtomicUsize::new(0),
+            root_barriers: AtomicUsize::new(0),
+            grey: Mutex::new(Vec::new()),
+            marked_bytes: AtomicUsize::new(0),
+            spans: Mutex::new(SpanLists {
+                partial: std::array::from_fn(|_| Vec::new()),
+                full: std::array::from_fn(|_| Vec::new()),
+                unswept: std::array::from_fn(|_| Vec::new()),
+                cached: 0,
+            }),
+            mutators: Mutex::new(Vec::new()),
+            roots: Mutex::new(Default::default()),
+            in_use: AtomicUsize::new(0),
+            trigger: AtomicUsize::new(0),
+            goal: AtomicUsize::new(0),
+            control: Arc::new(Control {
+                state: Mutex::new(ControlState::default()),
+                wake: Condvar::new(),
+                done: Condvar::new(),
+            }),
+            collector: Mutex::new(None),
+            collector_thread: Mutex::new(None),
+            stats: Mutex::new(GcStats::default()),
+            pauses: PauseRing::default(),
+            started: Instant::now(),
+        });
+        inner.set_goal(0);
+        inner
+    }
+
+    fn lock_spans(&self) -> std::sync::MutexGuard<'_, SpanLists> {
+        self.spans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- spans for mutators ----
+
+    /// A swept span of `class` with a free slot, for a mutator cache; null
+    /// when out of memory. Sweeps lazily if needed.
+    pub fn span_for_cache(&self, class: usize) -> *mut GcSpan {
+        loop {
+            let (span, sg) = {
+                let mut l = self.lock_spans();
+                if let Some(s) = l.partial[class].pop() {
+                    l.cached += 1;
+                    // SAFETY: listed spans are live.
+                    let prev = unsafe { (*s).holder.swap(2, Ordering::Relaxed) };
+                    debug_assert_eq!(prev, 1, "span {s:p} taken from partial but not listed");
+                    return s;
+                }
+                if !self.sweep_allowed.load(Ordering::Relaxed) {
+                    break;
+                }
+                match l.unswept[class].pop() {
+                    Some(s) => {
+                        // SAFETY: listed spans are live.
+                        let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
+                        debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
+                        // Counted from the pop, so `collect` can wait for it.
+                        self.sweeping.fetch_add(1, Ordering::SeqCst);
+                        (s, self.sweepgen.load(Ordering::Relaxed))
+                    }
+                    None => break,
+                }
+            };
+            // Sweep outside the lock: it runs user `Drop` code.
+            // SAFETY: popped from the unswept list: this thread holds it.
+            unsafe {
+                if !self.try_sweep(span, sg) {
+                    // Sweeping closed meanwhile: the span stays unswept.
+                    let mut l = self.lock_spans();
+                    (*span).holder.store(1, Ordering::Relaxed);
+                    l.unswept[class].push(span);
+                    drop(l);
+                    self.sweeping.fetch_sub(1, Ordering::SeqCst);
+                    break;
+                }
+                if (*span).has_free() {
+                    (*span).holder.store(2, Ordering::Relaxed);
+                    self.lock_spans().cached += 1;
+                    self.sweeping.fetch_sub(1, Ordering::SeqCst);
+                    return span;
+                }
+                self.file_swept(span);
+                self.sweeping.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let span = GcSpan::create(self.pages, class, 0, self.sweepgen.load(Ordering::Acquire), self.id);
+        if !span.is_null() {
+            let mut l = self.lock_spans();
+            // An empty span is swept for any generation: date it now, under
+            // the lock, in case a flip happened since it was created.
+            // SAFETY: a fresh span owned by this call.
+            unsafe { (*span).sweepgen.store(self.sweepgen.load(Ordering::Relaxed), Ordering::Relaxed) };
+            l.cached += 1;
+        }
+        span
+    }
+
+    /// Takes back a span from a mutator cache: unswept if a flip happened
+    /// since it was handed out, otherwise partial or full.
+    pub fn return_from_cache(&self, span: *mut GcSpan) {
+        let mut l = self.lock_spans();
+        // SAFETY: the cache held the live span.
+        let prev = unsafe { (*span).holder.swap(1, Ordering::Relaxed) };
+        debug_assert!(prev == 2 || prev == 3, "span {span:p} returned from a cache that did not hold it ({prev})");
+        // Read under the lock the flip holds, so a span cannot be judged
+        // fresh just before a flip and filed as swept after it.
+        let sg = self.sweepgen.load(Ordering::Acquire);
+        // SAFETY: the cache held the live span; it gives it up now.
+        let (class, stale, has_free) = unsafe {
+            let s = &*span;
+            (self.class_of(s), s.sweepgen.load(Ordering::Acquire) < sg, s.has_free())
+        };
+        l.cached -= 1;
+        if stale {
+            l.unswept[class].push(span);
+        } else if has_free {
+            l.partial[class].push(span);
+        } else {
+            l.full[class].push(span);
+        }
+    }
+
+    /// Files a swept span not in any cache.
+    ///
+    /// # Safety
+    /// The caller holds the span (it is on no list and in no cache).
+    unsafe fn file_swept(&self, span: *mut GcSpan) {
+        // SAFETY: the caller holds the live span.
+        let s = unsafe { &*span };
+        if s.allocated.load(Ordering::Relaxed) == 0 {
+            // SAFETY: no live object; nothing else refers to it.
+            unsafe { GcSpan::release(span, self.pages) };
+            return;
+        }
+        let class = self.class_of(s);
+        let mut l = self.lock_spans();
+        let prev = s.holder.swap(1, Ordering::Relaxed);
+        debug_assert_eq!(prev, 3, "span {span:p} filed but not held by a sweeper");
+        if s.has_free() && class != 0 {
+            l.partial[class].push(span);
+        } else {
+            l.full[class].push(span);
+        }
+    }
+
+    /// Size class of a span (0 for a large object).
+    pub fn class_of(&self, s: &GcSpan) -> usize {
+        s.class
+    }
+
+    /// Allocates a span for one large object, held by the calling mutator
+    /// like a cached span until it hands it back with `return_from_cache`
+    /// once the object is written (and marked, if black): a listed span
+    /// could be swept by then.
+    pub fn large_span(&self, size: usize) -> *mut GcSpan {
+        let span = GcSpan::create(self.pages, 0, size, self.sweepgen.load(Ordering::Acquire), self.id);
+        if !span.is_null() {
+            // The slot is taken before the span is listed, so a sweep never
+            // sees the span empty.
+            // SAFETY: a fresh span owned by this call.
+            unsafe { (*span).take_free_slot() };
+            let mut l = self.lock_spans();
+            // Dated under the lock (see `span_for_cache`).
+            // SAFETY: as above.
+            unsafe { (*span).sweepgen.store(self.sweepgen.load(Ordering::Relaxed), Ordering::Relaxed) };
+            l.cached += 1;
+        }
+        span
+    }
+
+    fn account_sweep(&self, r: SweepResult, background: bool) {
+        if r.freed_bytes != 0 {
+            self.in_use.fetch_sub(r.freed_bytes, Ordering::Relaxed);
+        }
+        let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        st.freed_objects += r.freed as u64;
+        st.freed_bytes += r.freed_bytes as u64;
+        let _ = background;
+    }
+
+    /// Sweeps a span this thread holds (popped from the unswept list, with
+    /// `sweeping` already counting it), if sweeping is open. False, with
+    /// nothing done, if it is closed.
+    ///
+    /// # Safety
+    /// The caller holds the span.
+    unsafe fn try_sweep(&self, span: *mut GcSpan, sg: u64) -> bool {
+        // The caller's SeqCst increment of `sweeping` and this SeqCst load
+        // are the Dekker pair with the collector's SeqCst store of
+        // `sweep_allowed = false` and load of `sweeping` in
+        // `close_sweeping`: either this sweep sees sweeping closed, or the
+        // collector waits for it.
+        if !self.sweep_allowed.load(Ordering::SeqCst) {
+            return false;
+        }
+        // SAFETY: forwarded: the caller holds the span; sweeping is open.
+        unsafe {
+            if (*span).claim_sweep(sg) {
+                let r = (*span).sweep(sg);
+                self.account_sweep(r, false);
+            }
+        }
+        true
+    }
+
+    /// Stops new sweeps and waits for those in flight.
+    fn close_sweeping(&self) {
+        // SeqCst: see `try_sweep`.
+        self.sweep_allowed.store(false, Ordering::SeqCst);
+        while self.sweeping.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Sweeps one unswept span of any class; false when none is left or
+    /// sweeping is closed.
+    pub fn sweep_one(&self) -> bool {
+        let (span, class, sg) = {
+            let mut l = self.lock_spans();
+            if !self.sweep_allowed.load(Ordering::Relaxed) {
+                return false;
+            }
+            let sg = self.sweepgen.load(Ordering::Relaxed);
+            match l.unswept.iter_mut().enumerate().find_map(|(c, v)| v.pop().map(|s| (s, c))) {
+                Some((s, c)) => {
+                    // SAFETY: listed spans are live.
+                    let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
+                    debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
+                    // Counted from the pop, so `collect` can wait for it.
+                    self.sweeping.fetch_add(1, Ordering::SeqCst);
+                    (s, c, sg)
+                }
+                None => return false,
+            }
+        };
+        // SAFETY: popped from the unswept list: this thread holds it.
+        let swept = unsafe {
+            if self.try_sweep(span, sg) {
+                self.file_swept(span);
+                true
+            } else {
+                let mut l = self.lock_spans();
+                (*span).holder.store(1, Ordering::Relaxed);
+                l.unswept[class].push(span);
+                false
+            }
+        };
+        self.sweeping.fetch_sub(1, Ordering::SeqCst);
+        swept
+    }
+
+    /// Sweeps until nothing is left and no other thread is mid-sweep.
+    fn finish_sweep(&self) {
+        loop {
+            while self.sweep_one() {}
+            let pending = self.lock_spans().unswept.iter().any(|v| !v.is_empty());
+            if !pending && self.sweeping.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if !self.sweep_allowed.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    // ---- pacing ----
+
+    /// Recomputes the goal and trigger from the live heap.
+    pub fn set_goal(&self, live: usize) {
+        let percent = self.gc_percent.load(Ordering::Relaxed);
+        let limit = self.memory_limit.load(Ordering::Relaxed);
+        let mut goal = if percent < 0 {
+            usize::MAX
+        } else {
+            (live as u128 * (100 + percent as u128) / 100).min(usize::MAX as u128) as usize
+        };
+        goal = goal.max(MIN_HEAP_GOAL);
+        if limit != usize::MAX {
+            // Stay under the soft limit, leaving room for what marking lets
+            // through; never below the live heap plus a little.
+            goal = goal.min(limit - limit / 16).max(live + live / 16);
+        }
+        self.goal.store(goal, Ordering::Relaxed);
+        // Start early enough for a concurrent mark to finish before the goal.
+        let trigger = if goal == usize::MAX { usize::MAX } else { live + (goal - live.min(goal)) * 7 / 8 };
+        self.trigger.store(trigger, Ordering::Relaxed);
+    }
+
+    /// Called by mutators on their allocation slow path.
+    pub fn maybe_trigger(&self) {
+        if self.in_use.load(Ordering::Relaxed) >= self.trigger.load(Ordering::Relaxed)
+            && !self.marking.load(Ordering::Relaxed)
+        {
+            self.request_cycle(false);
+        }
+    }
+
+    /// Asks the collector thread for a cycle (starting it if needed).
+    pub fn request_cycle(&self, forced: bool) {
+        let mut st = self.control.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.shutdown {
+            return;
+        }
+        st.requested = true;
+        st.forced |= forced;
+        drop(st);
+        self.control.wake.notify_one();
+    }
+
+    // ---- the cycle ----
+
+    /// Runs one full cycle on the calling (collector) thread.
+    pub fn run_cycle(&self, forced: bool) {
+        let t0 = Instant::now();
+        let cpu0 = thread_cpu_time();
+        // 1. Sweep termination. No span may enter marking with an older
+        // cycle's mark bits: `shade` would take such a bit for this cycle's
+        // and never trace the object. So wait until every busy mutator has
+        // handed back its spans from before the last flip, flush the idle
+        // ones, and sweep everything.
+        self.wait_resynced();
+        while self.sweep_one() {}
+        self.close_sweeping();
+        let cpu_sweep_prev = thread_cpu_time().saturating_sub(cpu0);
+
+        // 2. Start. SeqCst: pairs with the SeqCst `in_barrier` store and
+        // `marking` load in the barrier (a Dekker pair: either the barrier
+        // sees `marking`, or `wait_barriers` sees the barrier in progress).
+        self.marked_bytes.store(0, Ordering::Relaxed);
+        self.alloc_black.store(true, Ordering::SeqCst);
+        self.marking.store(true, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let cycle = self.cycle.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wait_barriers();
+        let t_start = t0.elapsed();
+        {
+            let roots = self.roots.lock().unwrap_or_else(|e| e.into_inner());
+            for obj in roots.live() {
+                self.shade(obj);
+            }
+        }
+
+        // 3. Concurrent mark, and 4. termination.
+        let mark_begin = Instant::now();
+        let cpu_mark0 = thread_cpu_time();
+        let mut waits = 0u32;
+        loop {
+            self.drain(usize::MAX);
+            if self.mutators_past(cycle) && self.grey_empty() {
+                break;
+            }
+            waits += 1;
+            if waits < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        // SeqCst: the same Dekker pair as at the start.
+        self.marking.store(false, Ordering::SeqCst);
+        self.wait_barriers();
+        self.drain(usize::MAX);
+        let mark_time = mark_begin.elapsed();
+        let mark_cpu = thread_cpu_time().saturating_sub(cpu_mark0);
+
+        // 5. Flip.
+        let live = self.marked_bytes.load(Ordering::Relaxed);
+        let flip_begin = Instant::now();
+        {
+            let mut l = self.lock_spans();
+            let l = &mut *l;
+            // Release pairs with the Acquire loads of `sweepgen` by
+            // `claim_sweep` and `return_from_cache`.
+            self.sweepgen.fetch_add(2, Ordering::Release);
+            for class in 0..NUM_CLASSES {
+                let (p, f) = (std::mem::take(&mut l.partial[class]), std::mem::take(&mut l.full[class]));
+                l.unswept[class].extend(p);
+                l.unswept[class].extend(f);
+            }
+            self.alloc_black.store(false, Ordering::SeqCst);
+            let flip_epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            self.flip_epoch.store(flip_epoch, Ordering::SeqCst);
+            self.sweep_allowed.store(true, Ordering::SeqCst);
+        }
+        self.flush_idle_caches();
+        let flip_time = flip_begin.elapsed();
+        self.set_goal(live);
+
+        let cycle_time = t0.elapsed();
+        let (goal, in_use) = (self.goal.load(Ordering::Relaxed), self.in_use.load(Ordering::Relaxed));
+        {
+            let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            st.cycles += 1;
+            if forced {
+                st.forced_cycles += 1;
+            }
+            st.live_bytes = live;
+            st.heap_goal = goal;
+            st.mark_cpu += mark_cpu;
+            st.sweep_cpu += cpu_sweep_prev;
+            st.last_cycle = cycle_time;
+        }
+        if self.config.lock().unwrap_or_else(|e| e.into_inner()).trace {
+            crate::gc::stats::trace_line(
+                cycle,
+                self.started.elapsed(),
+                t_start,
+                mark_time,
+                flip_time,
+                in_use,
+                live,
+                goal,
+                forced,
+            );
+        }
+    }
+
+    /// Waits until no mutator is inside a write barrier and no root
+    /// operation is shading.
+    fn wait_barriers(&self) {
+        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for m in muts {
+            // SeqCst: see `run_cycle`.
+            while m.in_barrier.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        }
+        // SeqCst: the Dekker pair of `root_barrier`.
+        while self.root_barriers.load(Ordering::SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The barrier for root operations, which may run on a thread that is
+    /// not a mutator: `f(marking)` finishes its shading before the collector
+    /// can end marking.
+    pub fn root_barrier<R>(&self, f: impl FnOnce(bool) -> R) -> R {
+        // SeqCst increment and load: the Dekker pair with the collector's
+        // SeqCst `marking` store and `root_barriers` load.
+        self.root_barriers.fetch_add(1, Ordering::SeqCst);
+        let r = f(self.marking.load(Ordering::SeqCst));
+        self.root_barriers.fetch_sub(1, Ordering::Release);
+        r
+    }
+
+    /// Makes sure no mutator caches a span from before the last flip: each
+    /// is either flushed while outside `enter` (its cache is then empty, so
+    /// it can bring back nothing stale) or has resynchronised inside (it
+    /// hands stale spans back at its next allocation, refill or safepoint).
+    /// A scope that does none of these delays the next cycle, never its
+    /// safety. Mutators registered later start with an empty cache.
+    fn wait_resynced(&self) {
+        let flip = self.flip_epoch.load(Ordering::SeqCst);
+        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for m in muts {
+            let mut waits = 0u32;
+            while !m.flush_if_idle(self) && !m.resynced(flip) {
+                waits += 1;
+                if waits < 64 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+    }
+
+    /// True if every mutator is outside `enter` or entered during `cycle`.
+    fn mutators_past(&self, cycle: u64) -> bool {
+        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner());
+        muts.iter().all(|m| m.past(cycle))
+    }
+
+    /// Flushes the caches of mutators that are outside `enter`.
+    fn flush_idle_caches(&self) {
+        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for m in muts {
+            m.flush_if_idle(self);
+        }
+    }
+
+    /// A copy of the statistics.
+    pub fn stats(&self) -> GcStats {
+        let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        st.in_use_bytes = self.in_use.load(Ordering::Relaxed);
+        st.heap_goal = self.goal.load(Ordering::Relaxed);
+        st.gc_percent = self.gc_percent.load(Ordering::Relaxed);
+        st.memory_limit = self.memory_limit.load(Ordering::Relaxed);
+        let (pauses, max, total, count) = self.pauses.snapshot();
+        st.recent_pauses = pauses;
+        st.pause_max = max;
+        st.pause_total = total;
+        st.pause_count = count;
+        let l = self.lock_spans();
+        let mut span_bytes = 0;
+        for list in l.partial.iter().chain(l.full.iter()).chain(l.unswept.iter()) {
+            for &s in list {
+                // SAFETY: listed spans are live; the list lock is held.
+                span_bytes += unsafe { (*s).span_bytes() };
+            }
+        }
+        st.span_bytes = span_bytes;
+        st.cached_spans = l.cached;
+        drop(l);
+        st.roots = self.roots.lock().unwrap_or_else(|e| e.into_inner()).len();
+        st
+    }
+
+    /// Runs a full cycle and waits for it and for the sweep after it.
+    pub fn collect_blocking(self: &Arc<Self>) {
+        self.ensure_collector();
+        let mut st = self.control.state.lock().unwrap_or_else(|e| e.into_inner());
+        // A cycle already running started before this call and may have
+        // marked what the caller has since dropped: wait for the one after.
+        let target = st.completed + if st.running { 2 } else { 1 };
+        st.requested = true;
+        st.forced = true;
+        self.control.wake.notify_one();
+        while st.completed < target && !st.shutdown {
+            st = self.control.done.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(st);
+        self.finish_sweep();
+    }
+
+    /// Starts the collector thread if it is not running.
+    pub fn ensure_collector(self: &Arc<Self>) {
+        let mut handle = self.collector.lock().unwrap_or_else(|e| e.into_inner());
+        if handle.is_some() {
+            return;
+        }
+        let weak: Weak<HeapInner> = Arc::downgrade(self);
+        let control = self.control.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("gomalloc-gc-{}", self.id))
+            .spawn(move || collector_main(weak, control))
+            .expect("gomalloc: cannot start the GC collector thread");
+        *self.collector_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.thread().id());
+        *handle = Some(t);
+    }
+}
+
+/// The collector thread: waits for requests, runs cycles, sweeps in between.
+fn collector_main(heap: Weak<HeapInner>, control: Arc<Control>) {
+    loop {
+        let forced = {
+            let mut st = control.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if st.shutdown {
+                    return;
+                }
+                if st.requested {
+                    break;
+                }
+                // Wake now and then to sweep in the background.
+                let (g, _) =
+                    control.wake.wait_timeout(st, Duration::from_millis(10)).unwrap_or_else(|e| e.into_inner());
+                st = g;
+                if !st.requested {
+                    drop(st);
+                    if let Some(h) = heap.upgrade() {
+                        let mut n = 0;
+                        while n < 64 && h.sweep_one() {
+                            n += 1;
+                        }
+                    }
+                    st = control.state.lock().unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            st.requested = false;
+            st.running = true;
+            std::mem::take(&mut st.forced)
+        };
+        let Some(h) = heap.upgrade() else { return };
+        h.run_cycle(forced);
+        {
+            let mut st = control.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.completed += 1;
+            st.running = false;
+        }
+        control.done.notify_all();
+        // Background sweep until the next request.
+        loop {
+            if control.state.lock().unwrap_or_else(|e| e.into_inner()).requested {
+                break;
+            }
+            if !h.sweep_one() {
+                break;
+            }
+        }
+    }
+}
+
+impl Drop for HeapInner {
+    fn drop(&mut self) {
+        {
+            let mut st = self.control.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.shutdown = true;
+        }
+        self.control.wake.notify_all();
+        self.control.done.notify_all();
+        let me = std::thread::current().id();
+        let on_collector = *self.collector_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(me);
+        if let Some(t) = self.collector.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if !on_collector {
+                let _ = t.join();
+            }
+        }
+        // Every handle is gone (roots and mutator scopes hold the heap), so
+        // every object dies now. Mutators' caches were flushed when their
+        // states were dropped or deregistered.
+        let muts = std::mem::take(&mut *self.mutators.lock().unwrap_or_else(|e| e.into_inner()));
+        for m in &muts {
+            m.flush_if_idle(self);
+        }
+        let l = self.spans.get_mut().unwrap_or_else(|e| e.into_inner());
+        for list in l.partial.iter_mut().chain(l.full.iter_mut()).chain(l.unswept.iter_mut()) {
+            for s in list.drain(..) {
+                // SAFETY: no handle to any object exists any more; each span
+                // is on exactly one list.
+                unsafe {
+                    (*s).drop_all();
+                    GcSpan::release(s, self.pages);
+                }
+            }
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-pointer for clock_gettime.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}

@@ -1,0 +1,107 @@
+//! Marking: shading objects grey, the shared grey queue, and draining it.
+//!
+//! Called by the collector thread (`heap.rs`), by mutators' write barriers and
+//! root operations (`mutator.rs`, `cell.rs`, `root.rs`) and by allocation
+//! assists. Calls `gcspan.rs` to set mark bits.
+//!
+//! # Concurrency
+//! Mark bits are set with an atomic `fetch_or`; whoever flips a bit from 0 to
+//! 1 owns tracing that object and pushes it on the grey queue (a `Mutex`-ed
+//! stack: barrier pushes happen only while marking). An object is white while
+//! its bit is clear, grey while it is set and it sits in the queue, black once
+//! traced. Tracing reads only immutable fields and barriered cells' atomics.
+
+use crate::gc::gcspan::GcSpan;
+use crate::gc::heap::HeapInner;
+use crate::gc::ptr::GcBox;
+use crate::gc::trace::Tracer;
+use std::sync::atomic::Ordering;
+
+impl HeapInner {
+    /// Shades `obj` grey if it is white. Returns true if this call marked it.
+    #[inline]
+    pub(crate) fn shade(&self, obj: *const GcBox<()>) -> bool {
+        if obj.is_null() {
+            return false;
+        }
+        // SAFETY: handles and cell contents always point at live objects of
+        // this heap (module invariant of `ptr.rs`; cells are branded).
+        let span = unsafe { &*GcSpan::of(self.pages, obj) };
+        let index = span.index_of(obj);
+        debug_assert!(
+            span.is_allocated(index),
+            "gomalloc::gc: shade of a free slot {obj:?} (span {:p}, slot {index}, span gen {}, heap gen {}, marking {})",
+            span as *const GcSpan,
+            span.sweepgen.load(Ordering::Relaxed),
+            self.sweepgen.load(Ordering::Relaxed),
+            self.marking.load(Ordering::Relaxed)
+        );
+        if !span.mark(index) {
+            return false;
+        }
+        self.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
+        // SAFETY: the object is live and initialised (see above).
+        if unsafe { (*obj).desc.holds_gc } {
+            self.grey.lock().unwrap_or_else(|e| e.into_inner()).push(obj as usize);
+        }
+        true
+    }
+
+    /// Marks an object allocated black and, while marking, shades what it
+    /// already points to: its fields were written without a barrier, and a
+    /// mutator that turned black in the middle of a scope may have stored
+    /// handles it held from before the cycle. After termination every
+    /// mutator entered after the cycle began, so everything it can store is
+    /// already marked, and shading would only set bits that belong to the
+    /// next cycle.
+    pub(crate) fn mark_new(&self, obj: *const GcBox<()>) {
+        // SAFETY: a freshly allocated, initialised object of this heap.
+        let span = unsafe { &*GcSpan::of(self.pages, obj) };
+        if span.mark(span.index_of(obj)) {
+            self.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
+            // SAFETY: as above. SeqCst: ordered with the collector's SeqCst
+            // store that ends marking (see `run_cycle`).
+            if unsafe { (*obj).desc.holds_gc } && self.marking.load(Ordering::SeqCst) {
+                self.trace_object(obj);
+            }
+        }
+    }
+
+    /// Traces one object: shades every handle it holds.
+    pub(crate) fn trace_object(&self, obj: *const GcBox<()>) {
+        let mut sink = |child: *const GcBox<()>| {
+            self.shade(child);
+        };
+        let mut tracer = Tracer { sink: &mut sink };
+        // SAFETY: a grey object is live until the sweep after this cycle.
+        unsafe { ((*obj).desc.trace)(obj, &mut tracer) };
+    }
+
+    /// Traces grey objects until the queue is empty or `budget` objects have
+    /// been traced. Returns the number traced.
+    pub(crate) fn drain(&self, budget: usize) -> usize {
+        let mut done = 0;
+        let mut batch: Vec<usize> = Vec::with_capacity(64);
+        while done < budget {
+            {
+                let mut q = self.grey.lock().unwrap_or_else(|e| e.into_inner());
+                let take = q.len().min(64).min(budget - done);
+                if take == 0 {
+                    break;
+                }
+                let at = q.len() - take;
+                batch.extend(q.drain(at..));
+            }
+            for obj in batch.drain(..) {
+                self.trace_object(obj as *const GcBox<()>);
+                done += 1;
+            }
+        }
+        done
+    }
+
+    /// True if no grey object is queued.
+    pub(crate) fn grey_empty(&self) -> bool {
+        self.grey.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}

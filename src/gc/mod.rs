@@ -1,0 +1,267 @@
+//! A garbage-collected arena: concurrent tri-colour mark-sweep in the style of
+//! Go's collector, over size-class spans from the allocator's own page heap.
+//!
+//! Opt-in: a program that never creates a [`Heap`] pays nothing for it — no
+//! thread, no barrier, no check on the `malloc` paths.
+//!
+//! ```
+//! use gomalloc::gc::{GcCell, Heap, Root, Trace};
+//!
+//! #[derive(Trace)]
+//! struct Node<'gc> {
+//!     value: u64,
+//!     next: GcCell<'gc, Node<'gc>>,
+//! }
+//!
+//! let heap = Heap::new();
+//! // Handles live inside `enter`; a `Root` keeps an object between scopes.
+//! let head: Root<Node<'static>> = heap.enter(|m| {
+//!     let a = m.alloc(Node { value: 1, next: GcCell::new(None) });
+//!     let b = m.alloc(Node { value: 2, next: GcCell::new(None) });
+//!     a.next.set(m, Some(b)); // every update goes through the write barrier
+//!     m.root(a)
+//! });
+//! heap.collect(); // a full, blocking cycle: both nodes are reachable
+//! let sum = heap.enter(|m| {
+//!     let a = head.get(m);
+//!     a.value + a.next.get().unwrap().value
+//! });
+//! assert_eq!(sum, 3);
+//! ```
+//!
+//! # Structure
+//! - `ptr.rs`: `Gc<'gc, T>`, the object layout and type descriptor, `Rebrand`.
+//! - `trace.rs`: `Trace` and its implementations; `#[derive(Trace)]` comes
+//!   from `gomalloc-derive`.
+//! - `cell.rs`: `GcCell`, `GcVec` — the barriered ways to change a handle.
+//! - `root.rs`: `Root`, the heap's root set.
+//! - `mutator.rs`: `Mutator`, per-thread allocation caches, the barrier.
+//! - `gcspan.rs`: span headers with allocation and mark bitmaps, sweeping.
+//! - `mark.rs`: shading and the grey queue.
+//! - `heap.rs`: the collector thread, the cycle, pacing.
+//! - `stats.rs`: `GcStats`, pauses, `GOMALLOC_GCTRACE`.
+//!
+//! # Soundness
+//! No use-after-free is reachable from safe code. The rules, and why each
+//! holds:
+//!
+//! 1. **Handles do not escape their scope.** `Heap::enter` takes a closure
+//!    generic over its lifetime `'gc` (`for<'gc> FnOnce(&Mutator<'gc>)`),
+//!    and `Gc<'gc, T>` is invariant in `'gc`, so a handle cannot be returned,
+//!    stored in a `'static` place, or mixed with another scope's or heap's:
+//!    ```compile_fail
+//!    let heap = gomalloc::gc::Heap::new();
+//!    let leaked = heap.enter(|m| m.alloc(5u32)); // `'gc` would escape
+//!    ```
+//!    ```compile_fail
+//!    use gomalloc::gc::{GcCell, Heap};
+//!    let (a, b) = (Heap::new(), Heap::new());
+//!    a.enter(|ma| b.enter(|mb| {
+//!        let cell = ma.alloc(GcCell::<u32>::new(None));
+//!        let x = mb.alloc(1u32);
+//!        cell.set(ma, Some(x)); // a handle of heap `b` into heap `a`
+//!    }));
+//!    ```
+//!    A handle is not `Send`, so it cannot reach a thread that is not a
+//!    mutator of the scope:
+//!    ```compile_fail
+//!    let heap = gomalloc::gc::Heap::new();
+//!    heap.enter(|m| {
+//!        let x = m.alloc(1u32);
+//!        std::thread::scope(|s| { s.spawn(move || *x); });
+//!    });
+//!    ```
+//!    Between scopes an object is held by a `Root`, which the collector
+//!    shades at the start of every cycle; creating, changing or dropping a
+//!    root while marking shades the objects involved.
+//! 2. **Every change of a traced handle goes through the barrier.** Objects
+//!    are reached only through `&T` (`Gc` has no `DerefMut`), `Trace` is
+//!    implemented only for immutable containers and the barriered cells, and
+//!    a cell's `set` needs the scope's `Mutator`:
+//!    ```compile_fail
+//!    use gomalloc::gc::{GcCell, Heap};
+//!    let heap = Heap::new();
+//!    heap.enter(|m| {
+//!        let cell = m.alloc(GcCell::<u32>::new(None));
+//!        let x = m.alloc(1u32);
+//!        *cell = GcCell::new(Some(x)); // no `&mut` to a GC object
+//!    });
+//!    ```
+//!    While marking, the barrier shades both the old and the new handle
+//!    (Go's hybrid barrier: deletion for the snapshot, insertion because
+//!    mutator stacks are never scanned).
+//! 3. **Allocation is black while a cycle runs**, and a new object's initial
+//!    handles are shaded when it is allocated, since they were stored
+//!    without a barrier.
+//! 4. **Termination waits for every scope that predates the cycle.** Handles
+//!    on a mutator's stack are not scanned. A mutator that entered its scope
+//!    after the cycle started obtained every handle it holds after that
+//!    point, from a root (shaded by rules 1–2), from a reachable object
+//!    (traced, or shaded by the barrier when the handle was stored), or by
+//!    allocation (black): all are marked. A mutator outside `enter` holds
+//!    no handle. So the collector terminates marking only when every mutator
+//!    is outside `enter` or entered after the cycle began (a ragged
+//!    handshake at scope boundaries, never a stop-the-world), the grey queue
+//!    is empty, and no barrier that could have read a stale phase is in
+//!    flight (a SeqCst flag per mutator against the SeqCst phase word).
+//! 5. **Sweep never frees an object a scope can still reach**: rule 4 marks
+//!    every such object, and objects allocated after the flip by scopes that
+//!    had not yet seen it are allocated black (a scope re-reads the
+//!    allocation colour, and hands stale spans to the sweeper first, at its
+//!    next allocation).
+//! 6. **`Drop` of an unreachable object cannot reach another GC object.**
+//!    Objects of one sweep die in no particular order, so a `Drop` impl on a
+//!    traced type could read a freed neighbour. `#[derive(Trace)]` makes a
+//!    `Drop` impl on the derived type a compile error; fields' own `Drop`s
+//!    (a `Vec`, a `String`, a `File`) run normally, and a `Gc` field has no
+//!    `Drop`:
+//!    ```compile_fail
+//!    use gomalloc::gc::{GcCell, Trace};
+//!    #[derive(Trace)]
+//!    struct Node<'gc> { next: GcCell<'gc, Node<'gc>> }
+//!    impl Drop for Node<'_> {
+//!        fn drop(&mut self) { let _ = self.next.get(); }
+//!    }
+//!    ```
+//!    `#[gc(skip)]` fields must be `'static`, and no handle is.
+//!
+//! 7. **Marking and sweeping never overlap on a span, and no span carries an
+//!    old cycle's marks into a new one.** Sweeping clears mark bits, so it is
+//!    closed from the start of a cycle until its flip (a flag and an
+//!    in-flight count, in a Dekker pair with the collector). A span left
+//!    unswept across a cycle start would be worse: `shade` would take its
+//!    old mark bit for this cycle's and never trace the object, so anything
+//!    it had come to point to could be freed while live (the torture test
+//!    found exactly this). So a cycle starts only once every mutator has
+//!    handed back its spans from before the last flip (or is outside, and its
+//!    cache is flushed), and every span is swept. Every path that shades
+//!    (write barriers, root operations, allocation assists, the children of
+//!    a new object) runs inside a barrier the collector waits out before it
+//!    ends marking, so no mark lands on a span after the flip.
+//!
+//! Long scopes delay a cycle (rules 4 and 7), never its safety: keep `enter`
+//! scopes short in long-running threads, as with any safe-point.
+//!
+//! The collector's own locks are `std` mutexes: a `fork()` while a heap is
+//! in use leaves the child with a heap it must not use.
+//!
+//! Not done yet (see the README): finalizers, weak handles and `Pool`; the
+//! C API of the GC; loom models of these protocols (the GC's types use `std`
+//! atomics, not the sync shim).
+
+mod cell;
+mod gcspan;
+mod heap;
+mod mark;
+mod mutator;
+mod ptr;
+mod root;
+mod stats;
+mod trace;
+
+pub use cell::{GcCell, GcVec};
+pub use gomalloc_derive::Trace;
+pub use heap::{parse_bytes, GcConfig};
+pub use mutator::Mutator;
+pub use ptr::{Gc, GcBox, Rebrand, TypeDesc};
+pub use root::Root;
+pub use stats::GcStats;
+pub use trace::{Trace, Tracer};
+
+#[doc(hidden)]
+pub use trace::__private;
+
+use heap::HeapInner;
+use std::sync::Arc;
+
+/// A garbage-collected heap. Cheap to clone (a shared handle); `Send` and
+/// `Sync`: any number of threads may `enter` it concurrently. Several heaps
+/// can coexist; each has its own collector thread.
+#[derive(Clone)]
+pub struct Heap {
+    inner: Arc<HeapInner>,
+}
+
+impl Default for Heap {
+    fn default() -> Self {
+        Heap::new()
+    }
+}
+
+impl Heap {
+    /// A heap configured from the environment (`GOMALLOC_GC_PERCENT`,
+    /// `GOMALLOC_MEMORY_LIMIT`, `GOMALLOC_GCTRACE`).
+    pub fn new() -> Heap {
+        Heap::with_config(GcConfig::from_env())
+    }
+
+    /// A heap with explicit settings.
+    pub fn with_config(config: GcConfig) -> Heap {
+        let inner = HeapInner::new(crate::globals::ALLOCATOR.heap(), config);
+        inner.ensure_collector();
+        Heap { inner }
+    }
+
+    /// Runs `f` as a mutator of this heap. Handles made inside cannot leave
+    /// it; use [`Mutator::root`] to keep an object for a later scope.
+    /// Not reentrant for the same heap on one thread.
+    pub fn enter<R>(&self, f: impl for<'gc> FnOnce(&Mutator<'gc>) -> R) -> R {
+        struct Leave<'a>(&'a mutator::MutatorState, &'a HeapInner);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.leave(self.1);
+            }
+        }
+        let state = mutator::state_for(&self.inner);
+        state.enter(&self.inner);
+        let _leave = Leave(&state, &self.inner);
+        let m = Mutator {
+            heap: &self.inner as *const Arc<HeapInner>,
+            state: &*state,
+            _brand: core::marker::PhantomData,
+            _not_send: core::marker::PhantomData,
+        };
+        f(&m)
+    }
+
+    /// Runs a full cycle and the sweep after it, blocking the caller
+    /// (Go's `runtime.GC`). Panics if the calling thread is inside `enter` of
+    /// this heap (the cycle would wait for that scope to end).
+    pub fn collect(&self) {
+        let state = mutator::state_for(&self.inner);
+        assert!(
+            state.entered.load(std::sync::atomic::Ordering::Relaxed) == 0,
+            "gomalloc::gc: Heap::collect called inside Heap::enter of the same heap"
+        );
+        self.inner.collect_blocking();
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> GcStats {
+        self.inner.stats()
+    }
+
+    /// Sets `gc_percent` (see [`GcConfig`]); returns the previous value.
+    pub fn set_gc_percent(&self, percent: i32) -> i32 {
+        let old = self.inner.gc_percent.swap(percent, std::sync::atomic::Ordering::Relaxed);
+        self.inner.set_goal(self.inner.stats.lock().unwrap_or_else(|e| e.into_inner()).live_bytes);
+        old
+    }
+
+    /// Sets the soft memory limit in bytes (`usize::MAX` for none); returns
+    /// the previous value.
+    pub fn set_memory_limit(&self, bytes: usize) -> usize {
+        let old = self.inner.memory_limit.swap(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.inner.set_goal(self.inner.stats.lock().unwrap_or_else(|e| e.into_inner()).live_bytes);
+        old
+    }
+}
+
+impl<'gc> Mutator<'gc> {
+    /// Keeps `gc` alive until the returned `Root` is dropped; the root hands
+    /// the object back, with the brand of a later scope, through
+    /// [`Root::get`].
+    pub fn root<R: Rebrand>(&self, gc: Gc<'gc, R::Of<'gc>>) -> Root<R> {
+        Root::new(self, gc)
+    }
+}

@@ -1,0 +1,455 @@
+//! Mutators: a thread inside `Heap::enter`. Owns the thread's allocation
+//! cache for a heap, the scope-boundary handshake, and the write barrier.
+//!
+//! Called by the public API (`Heap::enter`, `Mutator`), `cell.rs` and
+//! `root.rs`. Calls `heap.rs` (spans, cycle requests) and `mark.rs`.
+//!
+//! # Concurrency
+//! `MutatorState::entered` is the handshake word: 0 outside `enter`,
+//! `cycle + 1` inside (the cycle number read on entry), `LOCKED` while the
+//! collector flushes the cache of a mutator that is outside. The cache is
+//! touched by the owning thread inside `enter`, or by the collector while it
+//! holds `LOCKED`; never both. `in_barrier` pairs with `HeapInner::marking`
+//! (both SeqCst) so the collector can wait out barriers that may have read a
+//! stale phase.
+//!
+//! Invariant: a mutator allocating white is inside a scope that began before
+//! the current cycle started (its cache synchronised before `alloc_black`
+//! was set); the flip waits until every mutator has entered after the cycle
+//! started, so no white allocation can land in a span that the flip makes
+//! unswept. Mutators inside `enter` at the flip allocate black until they
+//! resynchronise, which first hands their spans to the sweeper.
+
+use crate::gc::gcspan::{objects_per_span, GcSpan, MAX_ALIGN};
+use crate::gc::heap::HeapInner;
+use crate::gc::ptr::{GcBox, Invariant};
+use crate::sizeclass::{aligned_size_to_class, size_to_class, MAX_SMALL_SIZE, NUM_CLASSES};
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+const LOCKED: u64 = u64::MAX;
+/// Bytes a mutator allocates before reporting them to the heap.
+const REPORT_BYTES: usize = 64 << 10;
+/// Grey objects an assist traces per refill while the heap is over its goal.
+const ASSIST_OBJECTS: usize = 256;
+/// Smallest GC object: the bitmaps hold 512 objects per span (see gcspan.rs).
+const MIN_OBJECT: usize = 16;
+
+pub(crate) struct MutatorCache {
+    spans: [*mut GcSpan; NUM_CLASSES],
+    epoch: u64,
+    alloc_black: bool,
+    /// The heap's sweepgen at the last sync: only spans of that generation
+    /// take black allocations (a newer span's mark bits belong to the next
+    /// cycle).
+    sync_sweepgen: u64,
+    unreported_bytes: usize,
+    unreported_objects: usize,
+}
+
+/// Per thread, per heap.
+pub(crate) struct MutatorState {
+    pub entered: AtomicU64,
+    pub in_barrier: AtomicBool,
+    /// The heap epoch of this mutator's last resynchronisation (read by the
+    /// collector before a cycle starts: see `HeapInner::wait_resynced`).
+    pub synced_epoch: AtomicU64,
+    cache: UnsafeCell<MutatorCache>,
+}
+
+// SAFETY: the cache is used by one thread at a time, as the handshake word
+// arbitrates (module header); everything else is atomic.
+unsafe impl Sync for MutatorState {}
+// SAFETY: as above; the cache's raw pointers name span headers in page-heap
+// memory owned by the heap, not by a thread.
+unsafe impl Send for MutatorState {}
+
+impl MutatorState {
+    pub fn new() -> MutatorState {
+        MutatorState {
+            entered: AtomicU64::new(0),
+            in_barrier: AtomicBool::new(false),
+            synced_epoch: AtomicU64::new(0),
+            cache: UnsafeCell::new(MutatorCache {
+                spans: [core::ptr::null_mut(); NUM_CLASSES],
+                epoch: 0,
+                alloc_black: false,
+                sync_sweepgen: 0,
+                unreported_bytes: 0,
+                unreported_objects: 0,
+            }),
+        }
+    }
+
+    /// True if the mutator has resynchronised since the flip that produced
+    /// `flip_epoch`, so its cache holds no span from before it.
+    pub fn resynced(&self, flip_epoch: u64) -> bool {
+        self.synced_epoch.load(Ordering::Acquire) >= flip_epoch
+    }
+
+    /// True if the mutator is outside `enter` or entered during `cycle` or
+    /// later.
+    pub fn past(&self, cycle: u64) -> bool {
+        // SeqCst: ordered with the collector's `cycle` increment, so an entry
+        // that read an older cycle is seen as such.
+        let e = self.entered.load(Ordering::SeqCst);
+        e == 0 || e == LOCKED || e > cycle
+    }
+
+    /// The collector flushes the cache of a mutator that is outside `enter`.
+    /// Returns true if it did (the mutator was outside).
+    pub fn flush_if_idle(&self, heap: &HeapInner) -> bool {
+        // Acquire pairs with the Release in `leave`: the owner's cache writes
+        // are visible.
+        if self.entered.compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            // SAFETY: LOCKED gives the collector sole use of the cache.
+            unsafe { flush(&mut *self.cache.get(), heap) };
+            // Release pairs with the Acquire of the owner's next `enter`.
+            self.entered.store(0, Ordering::Release);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Marks the calling thread inside `enter`.
+    pub fn enter(&self, heap: &HeapInner) {
+        let wait = Instant::now();
+        let mut waited = false;
+        loop {
+            // SeqCst: see `past`.
+            let cycle = heap.cycle.load(Ordering::SeqCst);
+            match self.entered.compare_exchange(0, cycle + 1, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(LOCKED) => {
+                    waited = true;
+                    std::hint::spin_loop();
+                }
+                Err(_) => panic!("gomalloc::gc: Heap::enter is not reentrant for the same heap on one thread"),
+            }
+        }
+        if waited {
+            heap.pauses.record(wait.elapsed());
+        }
+        // SAFETY: the thread is inside `enter`: the cache is its own.
+        unsafe { self.sync(&mut *self.cache.get(), heap) };
+    }
+
+    /// Marks the calling thread outside `enter`.
+    pub fn leave(&self, heap: &HeapInner) {
+        // SAFETY: still inside: the cache is ours.
+        unsafe { report(&mut *self.cache.get(), heap) };
+        // Release pairs with the collector's Acquire in `flush_if_idle`.
+        self.entered.store(0, Ordering::Release);
+    }
+
+    /// Brings the cache up to the heap's epoch: hands stale spans to the
+    /// sweeper and takes the allocation colour.
+    ///
+    /// # Safety
+    /// The caller owns the cache (inside `enter`).
+    #[cold]
+    unsafe fn sync(&self, c: &mut MutatorCache, heap: &HeapInner) {
+        // Acquire pairs with the SeqCst updates in `run_cycle`: a new epoch
+        // implies the colour and sweepgen written before it.
+        let epoch = heap.epoch.load(Ordering::Acquire);
+        if epoch == c.epoch {
+            return;
+        }
+        let t = Instant::now();
+        let black = heap.alloc_black.load(Ordering::Acquire);
+        let sg = heap.sweepgen.load(Ordering::Acquire);
+        let mut flushed = false;
+        for s in c.spans.iter_mut() {
+            // SAFETY: cached spans are live and ours.
+            if !s.is_null() && unsafe { (**s).sweepgen.load(Ordering::Relaxed) } < sg {
+                heap.return_from_cache(*s);
+                *s = core::ptr::null_mut();
+                flushed = true;
+            }
+        }
+        c.alloc_black = black;
+        c.sync_sweepgen = sg;
+        c.epoch = epoch;
+        // Release pairs with the collector's Acquire in `wait_resynced`: the
+        // stale spans were handed back before this is seen.
+        self.synced_epoch.store(epoch, Ordering::Release);
+        if flushed {
+            heap.pauses.record(t.elapsed());
+        }
+    }
+
+    /// Allocates `size` bytes aligned to `align` for an object; returns the
+    /// slot and whether it must be marked (allocated black).
+    ///
+    /// # Safety
+    /// The caller is the owning thread, inside `enter`.
+    /// A large object's span comes back as the third value: the caller hands
+    /// it to `HeapInner::return_from_cache` once the object is written.
+    pub unsafe fn alloc_slot(
+        &self,
+        heap: &HeapInner,
+        size: usize,
+        align: usize,
+    ) -> (*mut GcBox<()>, bool, *mut GcSpan) {
+        assert!(align <= MAX_ALIGN, "gomalloc::gc: alignment {align} is above the supported {MAX_ALIGN}");
+        // SAFETY: inside `enter`: the cache is ours.
+        let c = unsafe { &mut *self.cache.get() };
+        if c.epoch != heap.epoch.load(Ordering::Relaxed) {
+            // SAFETY: as above.
+            unsafe { self.sync(c, heap) };
+        }
+        let size = size.max(MIN_OBJECT);
+        let class = if size > MAX_SMALL_SIZE {
+            0
+        } else if align <= 8 {
+            size_to_class(size)
+        } else {
+            aligned_size_to_class(size, align)
+        };
+        // Classes with room for no object beside the span header go large.
+        let class = if class != 0 && objects_per_span(class) == 0 { 0 } else { class };
+        let (obj, span) = if class != 0 {
+            let mut span = c.spans[class];
+            // SAFETY: cached spans are live and held by this cache.
+            let slot = if span.is_null() { None } else { unsafe { (*span).take_free_slot() } };
+            let slot = match slot {
+                Some(s) => s,
+                // SAFETY: as above.
+                None => unsafe {
+                    let (s, slot) = self.refill(c, heap, class);
+                    span = s;
+                    slot
+                },
+            };
+            // SAFETY: the span is live; the slot is ours.
+            unsafe { ((*span).object(slot), span) }
+        } else {
+            // A new span is fresh: the colour must be current (see `refill`).
+            // SAFETY: as above.
+            unsafe { self.sync(c, heap) };
+            let span = heap.large_span(size);
+            if span.is_null() {
+                crate::os::fatal(format_args!("GC heap out of memory allocating {size} bytes"));
+            }
+            // SAFETY: a fresh span; slot 0 is its object.
+            unsafe { ((*span).object(0), span) }
+        };
+        // SAFETY: the span is live and holds the new object.
+        let (bytes, span_gen) = unsafe { ((*span).elem_size, (*span).sweepgen.load(Ordering::Relaxed)) };
+        let black = c.alloc_black && span_gen == c.sync_sweepgen;
+        c.unreported_bytes += bytes;
+        c.unreported_objects += 1;
+        if c.unreported_bytes >= REPORT_BYTES {
+            report(c, heap);
+            heap.maybe_trigger();
+        }
+        (obj, black, if class != 0 { core::ptr::null_mut() } else { span })
+    }
+
+    /// Slow path: a new span for `class` in the cache, and a slot from it.
+    ///
+    /// # Safety
+    /// The caller owns the cache.
+    #[cold]
+    unsafe fn refill(&self, c: &mut MutatorCache, heap: &HeapInner, class: usize) -> (*mut GcSpan, usize) {
+        // The new span is swept for the current sweepgen, so its mark bits
+        // belong to the next cycle: allocating black into it (with a colour
+        // not yet updated after a flip) would make garbage float a cycle.
+        // SAFETY: forwarded: the caller owns the cache.
+        unsafe { self.sync(c, heap) };
+        report(c, heap);
+        heap.maybe_trigger();
+        if heap.marking.load(Ordering::Relaxed)
+            && heap.in_use.load(Ordering::Relaxed) > heap.goal.load(Ordering::Relaxed)
+        {
+            // Allocation outruns marking: help. Never waits for the cycle.
+            // Inside a barrier, so the collector cannot see an empty queue
+            // and end marking while this thread holds popped grey objects.
+            let t = Instant::now();
+            self.with_barrier(heap, |marking| {
+                if marking {
+                    heap.drain(ASSIST_OBJECTS);
+                }
+            });
+            heap.stats.lock().unwrap_or_else(|e| e.into_inner()).assist_time += t.elapsed();
+        }
+        let old = c.spans[class];
+        if !old.is_null() {
+            heap.return_from_cache(old);
+        }
+        loop {
+            let span = heap.span_for_cache(class);
+            if span.is_null() {
+                crate::os::fatal(format_args!("GC heap out of memory"));
+            }
+            // SAFETY: the heap handed this cache a live span.
+            if let Some(slot) = unsafe { (*span).take_free_slot() } {
+                c.spans[class] = span;
+                return (span, slot);
+            }
+            heap.return_from_cache(span);
+        }
+    }
+
+    /// Runs `f(marking)` as a barrier: any shading or tracing `f` does is
+    /// finished before the collector can end marking. Every path that
+    /// shades goes through here (or `HeapInner::root_barrier`).
+    pub fn with_barrier<R>(&self, heap: &HeapInner, f: impl FnOnce(bool) -> R) -> R {
+        // SeqCst store and load: the Dekker pair with the collector's
+        // `marking` store and `wait_barriers` load (heap.rs).
+        self.in_barrier.store(true, Ordering::SeqCst);
+        let r = f(heap.marking.load(Ordering::SeqCst));
+        // Release: the collector's wait sees the shades pushed.
+        self.in_barrier.store(false, Ordering::Release);
+        r
+    }
+
+    /// Runs a barriered pointer update: `update` stores the new value and
+    /// returns the old one; while marking, both are shaded.
+    pub fn barrier(&self, heap: &HeapInner, new: *const GcBox<()>, update: impl FnOnce() -> *const GcBox<()>) {
+        self.with_barrier(heap, |marking| {
+            let old = update();
+            if marking {
+                heap.shade(old);
+                heap.shade(new);
+            }
+        });
+    }
+}
+
+impl Default for MutatorState {
+    fn default() -> Self {
+        MutatorState::new()
+    }
+}
+
+/// Adds a cache's unreported allocation to the heap's counters.
+fn report(c: &mut MutatorCache, heap: &HeapInner) {
+    if c.unreported_bytes == 0 {
+        return;
+    }
+    heap.in_use.fetch_add(c.unreported_bytes, Ordering::Relaxed);
+    let mut st = heap.stats.lock().unwrap_or_else(|e| e.into_inner());
+    st.allocated_bytes += c.unreported_bytes as u64;
+    st.allocated_objects += c.unreported_objects as u64;
+    c.unreported_bytes = 0;
+    c.unreported_objects = 0;
+}
+
+/// Gives every cached span back to the heap.
+fn flush(c: &mut MutatorCache, heap: &HeapInner) {
+    report(c, heap);
+    for s in c.spans.iter_mut() {
+        if !s.is_null() {
+            heap.return_from_cache(*s);
+            *s = core::ptr::null_mut();
+        }
+    }
+}
+
+/// A thread's mutator for one heap, kept in a thread-local list.
+struct Registration {
+    heap: std::sync::Weak<HeapInner>,
+    heap_id: usize,
+    state: Arc<MutatorState>,
+}
+
+impl Drop for Registration {
+    /// Thread exit: the thread is outside `enter`; its cache goes back and it
+    /// leaves the heap's mutator list.
+    fn drop(&mut self) {
+        if let Some(heap) = self.heap.upgrade() {
+            self.state.flush_if_idle(&heap);
+            let mut muts = heap.mutators.lock().unwrap_or_else(|e| e.into_inner());
+            muts.retain(|m| !Arc::ptr_eq(m, &self.state));
+        }
+    }
+}
+
+thread_local! {
+    static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The calling thread's mutator state for `heap`, registering it first.
+pub(crate) fn state_for(heap: &Arc<HeapInner>) -> Arc<MutatorState> {
+    REGISTRATIONS.with(|r| {
+        let mut regs = r.borrow_mut();
+        regs.retain(|reg| reg.heap.strong_count() > 0);
+        if let Some(reg) = regs.iter().find(|reg| reg.heap_id == heap.id) {
+            return reg.state.clone();
+        }
+        let state = Arc::new(MutatorState::new());
+        heap.mutators.lock().unwrap_or_else(|e| e.into_inner()).push(state.clone());
+        regs.push(Registration { heap: Arc::downgrade(heap), heap_id: heap.id, state: state.clone() });
+        state
+    })
+}
+
+/// The capability to use GC handles branded `'gc`: one per `Heap::enter`
+/// scope. Not `Send`: it is the calling thread's.
+pub struct Mutator<'gc> {
+    pub(crate) heap: *const Arc<HeapInner>,
+    pub(crate) state: *const MutatorState,
+    pub(crate) _brand: Invariant<'gc>,
+    pub(crate) _not_send: PhantomData<*const ()>,
+}
+
+impl<'gc> Mutator<'gc> {
+    #[inline]
+    pub(crate) fn heap(&self) -> &HeapInner {
+        // SAFETY: `enter` keeps the heap alive for the whole scope.
+        unsafe { &*self.heap }
+    }
+
+    /// The heap, shared.
+    pub(crate) fn heap_arc(&self) -> Arc<HeapInner> {
+        // SAFETY: as for `heap`.
+        unsafe { (*self.heap).clone() }
+    }
+
+    #[inline]
+    pub(crate) fn state(&self) -> &MutatorState {
+        // SAFETY: `enter` keeps the state alive for the whole scope.
+        unsafe { &*self.state }
+    }
+
+    /// Allocates `value` in the GC heap.
+    pub fn alloc<T: crate::gc::Trace + Send + Sync + 'gc>(&self, value: T) -> crate::gc::Gc<'gc, T> {
+        let heap = self.heap();
+        // SAFETY: this thread is inside `enter` and owns the state's cache.
+        let (slot, black, large) = unsafe {
+            self.state().alloc_slot(heap, core::mem::size_of::<GcBox<T>>(), core::mem::align_of::<GcBox<T>>())
+        };
+        let obj = slot.cast::<GcBox<T>>();
+        // SAFETY: the slot is free, ours, large and aligned enough for the box.
+        unsafe { core::ptr::write(obj, GcBox { desc: &GcBox::<T>::DESC, value }) };
+        if black {
+            // A barrier: `mark_new` may shade the object's children.
+            self.state().with_barrier(heap, |_| heap.mark_new(obj as *const GcBox<()>));
+        }
+        if !large.is_null() {
+            heap.return_from_cache(large);
+        }
+        // SAFETY: the object is initialised; it is black, or white in a
+        // scope that began before the current cycle (see the module header).
+        unsafe { crate::gc::Gc::from_raw(obj) }
+    }
+
+    /// A point where the collector may make progress, for long loops that
+    /// neither allocate nor leave the scope. Allocation and barriers already
+    /// are such points; a cycle still waits for every mutator to leave the
+    /// scope it was in when the cycle started.
+    pub fn safepoint(&self) {
+        // SAFETY: inside `enter`, the cache is ours.
+        unsafe {
+            let c = &mut *self.state().cache.get();
+            if c.epoch != self.heap().epoch.load(Ordering::Relaxed) {
+                self.state().sync(c, self.heap());
+            }
+        }
+    }
+}

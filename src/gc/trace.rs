@@ -1,0 +1,222 @@
+//! `Trace`: how the collector finds the GC handles inside a value, and the
+//! implementations for the standard types it may appear in.
+//!
+//! Called by the marker (`mark.rs`), through the type descriptor of each
+//! object. No state, no concurrency of its own: `trace` runs on the marker
+//! thread while mutators run, so it may only read what mutators cannot change
+//! except through barriered cells (`cell.rs`), whose `trace` reads atomics.
+//! That is why `Trace` is implemented for immutable containers (`Box`, `Vec`,
+//! `Option`, tuples, arrays) and not for `Cell`, `RefCell` or `Mutex`: a
+//! traced value mutated behind the collector's back could hide a live
+//! object.
+
+use crate::gc::ptr::{Gc, GcBox};
+
+/// Types the collector can trace.
+///
+/// # Safety
+/// `trace` must visit every `Gc` handle the value holds, directly or through
+/// owned data, and must not change the value. `HOLDS_GC` may be false only if
+/// no value of the type can hold a handle. Any handle the value holds must be
+/// changeable only through barriered cells while the value is reachable.
+/// `#[derive(Trace)]` (from `gomalloc-derive`) writes a correct
+/// implementation for structs and enums.
+pub unsafe trait Trace {
+    /// Whether a value of this type can hold GC handles. Objects of types
+    /// that cannot are never traced (Go's "noscan" spans).
+    const HOLDS_GC: bool = true;
+
+    /// Reports every GC handle held by `self` to `tracer`.
+    fn trace(&self, tracer: &mut Tracer<'_>);
+}
+
+/// Receives the handles a value holds, during marking.
+pub struct Tracer<'a> {
+    pub(crate) sink: &'a mut dyn FnMut(*const GcBox<()>),
+}
+
+impl Tracer<'_> {
+    /// Reports one handle.
+    #[inline]
+    pub fn visit<T: Trace>(&mut self, gc: &Gc<'_, T>) {
+        (self.sink)(gc.erased());
+    }
+
+    /// Reports an erased object pointer (cells that store raw pointers).
+    #[inline]
+    pub(crate) fn visit_raw(&mut self, obj: *const GcBox<()>) {
+        if !obj.is_null() {
+            (self.sink)(obj);
+        }
+    }
+}
+
+/// Implements `Trace` for types that hold no GC handles.
+macro_rules! leaf_trace {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: the type holds no GC handle.
+        unsafe impl Trace for $t {
+            const HOLDS_GC: bool = false;
+            #[inline]
+            fn trace(&self, _: &mut Tracer<'_>) {}
+        }
+    )*};
+}
+
+leaf_trace!(
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    str,
+    String,
+    std::time::Duration,
+    std::time::Instant,
+    core::sync::atomic::AtomicBool,
+    core::sync::atomic::AtomicU32,
+    core::sync::atomic::AtomicU64,
+    core::sync::atomic::AtomicUsize,
+    core::sync::atomic::AtomicI32,
+    core::sync::atomic::AtomicI64,
+    core::sync::atomic::AtomicIsize,
+);
+
+// SAFETY: forwards to the element type; a `Box` owns its contents.
+unsafe impl<T: Trace + ?Sized> Trace for Box<T> {
+    const HOLDS_GC: bool = T::HOLDS_GC;
+    #[inline]
+    fn trace(&self, t: &mut Tracer<'_>) {
+        (**self).trace(t)
+    }
+}
+
+// SAFETY: visits every element; a GC object's `Vec` is never mutated (objects
+// are reached through shared references only).
+unsafe impl<T: Trace> Trace for Vec<T> {
+    const HOLDS_GC: bool = T::HOLDS_GC;
+    #[inline]
+    fn trace(&self, t: &mut Tracer<'_>) {
+        if T::HOLDS_GC {
+            for x in self {
+                x.trace(t);
+            }
+        }
+    }
+}
+
+// SAFETY: as for `Vec`.
+unsafe impl<T: Trace> Trace for [T] {
+    const HOLDS_GC: bool = T::HOLDS_GC;
+    #[inline]
+    fn trace(&self, t: &mut Tracer<'_>) {
+        if T::HOLDS_GC {
+            for x in self {
+                x.trace(t);
+            }
+        }
+    }
+}
+
+// SAFETY: as for `Vec`.
+unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
+    const HOLDS_GC: bool = T::HOLDS_GC;
+    #[inline]
+    fn trace(&self, t: &mut Tracer<'_>) {
+        if T::HOLDS_GC {
+            for x in self {
+                x.trace(t);
+            }
+        }
+    }
+}
+
+// SAFETY: visits the value if present.
+unsafe impl<T: Trace> Trace for Option<T> {
+    const HOLDS_GC: bool = T::HOLDS_GC;
+    #[inline]
+    fn trace(&self, t: &mut Tracer<'_>) {
+        if let Some(x) = self {
+            x.trace(t);
+        }
+    }
+}
+
+// SAFETY: visits whichever side is present.
+unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
+    const HOLDS_GC: bool = T::HOLDS_GC || E::HOLDS_GC;
+    #[inline]
+    fn trace(&self, t: &mut Tracer<'_>) {
+        match self {
+            Ok(x) => x.trace(t),
+            Err(e) => e.trace(t),
+        }
+    }
+}
+
+macro_rules! tuple_trace {
+    ($($name:ident)+) => {
+        // SAFETY: visits every element.
+        unsafe impl<$($name: Trace),+> Trace for ($($name,)+) {
+            const HOLDS_GC: bool = false $(|| $name::HOLDS_GC)+;
+            #[allow(non_snake_case)]
+            #[inline]
+            fn trace(&self, t: &mut Tracer<'_>) {
+                let ($($name,)+) = self;
+                $($name.trace(t);)+
+            }
+        }
+    };
+}
+tuple_trace!(A);
+tuple_trace!(A B);
+tuple_trace!(A B C);
+tuple_trace!(A B C D);
+tuple_trace!(A B C D E);
+tuple_trace!(A B C D E F);
+
+// SAFETY: holds nothing.
+unsafe impl<T: ?Sized> Trace for core::marker::PhantomData<T> {
+    const HOLDS_GC: bool = false;
+    #[inline]
+    fn trace(&self, _: &mut Tracer<'_>) {}
+}
+
+// SAFETY: a shared reference to 'static data cannot point into the GC heap
+// (GC objects are never 'static).
+unsafe impl<T: ?Sized + 'static> Trace for &'static T {
+    const HOLDS_GC: bool = false;
+    #[inline]
+    fn trace(&self, _: &mut Tracer<'_>) {}
+}
+
+/// Support for `#[derive(Trace)]`; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    /// Implemented for every type with a `Drop` impl, and by the derive for
+    /// the derived type: the two impls conflict exactly when the derived
+    /// type implements `Drop`, which the collector forbids (a `Drop` could
+    /// reach a GC object that the same sweep already freed).
+    pub trait MustNotImplDrop {}
+    #[allow(drop_bounds)]
+    impl<T: Drop> MustNotImplDrop for T {}
+
+    /// Compile-time check that a `#[gc(skip)]` field holds no GC handle:
+    /// handles are branded with a non-'static lifetime.
+    pub fn assert_static<T: 'static + ?Sized>() {}
+
+    /// Compile-time check that a traced field implements `Trace`.
+    pub fn assert_trace<T: super::Trace + ?Sized>() {}
+}
