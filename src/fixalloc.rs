@@ -40,6 +40,10 @@ pub struct FixAlloc<T> {
     _marker: core::marker::PhantomData<T>,
 }
 
+// SAFETY: the pointers name chunks this allocator mapped; they are not tied
+// to a thread, and the owner's lock serialises all use.
+unsafe impl<T> Send for FixAlloc<T> {}
+
 impl<T> FixAlloc<T> {
     const STRIDE: usize = {
         let a = if align_of::<T>() > 8 { align_of::<T>() } else { 8 };

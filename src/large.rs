@@ -21,7 +21,7 @@ use crate::mheap::MHeap;
 use crate::os;
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
-use crate::sync::{maybe_const_fn, Ordering, RawLock, UnsafeCell};
+use crate::sync::{maybe_const_fn, Locked, Ordering};
 use core::ptr;
 
 /// Largest run kept in the cache: 1 MiB.
@@ -33,8 +33,7 @@ pub const FREED: usize = 1;
 
 /// Recently freed large runs, by page count.
 pub struct LargeCache {
-    lock: RawLock,
-    inner: UnsafeCell<CacheInner>,
+    inner: Locked<CacheInner>,
 }
 
 struct CacheInner {
@@ -42,41 +41,28 @@ struct CacheInner {
     bytes: usize,
 }
 
-// SAFETY: `inner` is only touched with `lock` held; spans belong to no thread.
-unsafe impl Sync for LargeCache {}
-// SAFETY: as above.
-unsafe impl Send for LargeCache {}
+// SAFETY: the span pointers name page-heap records, which belong to no
+// thread; the lists move between threads only under the cache's lock.
+unsafe impl Send for CacheInner {}
 
 impl LargeCache {
+    /// Takes the lock (for `fork`).
+    pub fn lock_for_fork(&self) {
+        self.inner.lock_for_fork();
+    }
+
+    /// Releases the lock taken by `lock_for_fork`.
+    pub fn unlock_after_fork(&self, child: bool) {
+        self.inner.unlock_after_fork(child);
+    }
+
     maybe_const_fn! {
         /// An empty cache.
         pub fn new() -> LargeCache {
             LargeCache {
-                lock: RawLock::new(),
-                inner: UnsafeCell::new(CacheInner { heads: [ptr::null_mut(); CACHE_MAX_PAGES], bytes: 0 }),
+                inner: Locked::new(CacheInner { heads: [ptr::null_mut(); CACHE_MAX_PAGES], bytes: 0 }),
             }
         }
-    }
-
-    /// Takes the lock (for `fork`).
-    pub fn lock_for_fork(&self) {
-        self.lock.lock();
-    }
-    /// Releases the lock taken by `lock_for_fork`.
-    pub fn unlock_after_fork(&self, child: bool) {
-        if child {
-            self.lock.reset_after_fork();
-        } else {
-            self.lock.unlock();
-        }
-    }
-
-    fn locked<R>(&self, f: impl FnOnce(&mut CacheInner) -> R) -> R {
-        self.lock.lock();
-        // SAFETY: the lock gives this thread sole access.
-        let r = self.inner.with_mut(|i| f(unsafe { &mut *i }));
-        self.lock.unlock();
-        r
     }
 
     /// A cached run of `npages` (or up to a quarter more), now in use.
@@ -84,7 +70,7 @@ impl LargeCache {
         if npages > CACHE_MAX_PAGES {
             return ptr::null_mut();
         }
-        let span = self.locked(|c| {
+        let span = self.inner.with(|c| {
             for n in npages..=(npages + npages / 4).min(CACHE_MAX_PAGES) {
                 let head = c.heads[n - 1];
                 if !head.is_null() {
@@ -116,7 +102,7 @@ impl LargeCache {
         if npages > CACHE_MAX_PAGES {
             return false;
         }
-        self.locked(|c| {
+        self.inner.with(|c| {
             if c.bytes + npages * PAGE_SIZE > CACHE_MAX_BYTES {
                 return false;
             }
@@ -131,7 +117,7 @@ impl LargeCache {
     /// Returns every cached run to the heap.
     pub fn release_cached(&self, heap: &MHeap) {
         let mut lists = [ptr::null_mut::<Span>(); CACHE_MAX_PAGES];
-        self.locked(|c| {
+        self.inner.with(|c| {
             lists = c.heads;
             c.heads = [ptr::null_mut(); CACHE_MAX_PAGES];
             c.bytes = 0;

@@ -31,7 +31,7 @@ use crate::fixalloc::FixAlloc;
 use crate::malloc::Allocator;
 use crate::sizeclass::NUM_CLASSES;
 use crate::span::{FreeObj, Span};
-use crate::sync::{maybe_const_fn, RawLock, UnsafeCell};
+use crate::sync::{maybe_const_fn, Locked};
 use core::ptr;
 
 /// What a cache record is.
@@ -236,8 +236,7 @@ impl MCache {
 /// Creates, tracks and destroys the records of live caches.
 #[derive(Debug)]
 pub struct CacheRegistry {
-    lock: RawLock,
-    inner: UnsafeCell<RegistryInner>,
+    inner: Locked<RegistryInner>,
 }
 
 #[derive(Debug)]
@@ -246,46 +245,33 @@ struct RegistryInner {
     first: *mut MCache,
 }
 
-// SAFETY: `inner` is only touched with `lock` held.
-unsafe impl Sync for CacheRegistry {}
-// SAFETY: the records belong to no particular thread.
-unsafe impl Send for CacheRegistry {}
+// SAFETY: the records belong to no particular thread; they move between
+// threads only under the registry lock.
+unsafe impl Send for RegistryInner {}
 
 impl CacheRegistry {
     maybe_const_fn! {
         /// An empty registry.
         pub fn new() -> CacheRegistry {
             CacheRegistry {
-                lock: RawLock::new(),
-                inner: UnsafeCell::new(RegistryInner { records: FixAlloc::new(), first: ptr::null_mut() }),
+                inner: Locked::new(RegistryInner { records: FixAlloc::new(), first: ptr::null_mut() }),
             }
         }
     }
 
-    fn locked<R>(&self, f: impl FnOnce(&mut RegistryInner) -> R) -> R {
-        self.lock.lock();
-        // SAFETY: the lock gives this thread sole access.
-        let r = self.inner.with_mut(|i| f(unsafe { &mut *i }));
-        self.lock.unlock();
-        r
-    }
-
     /// Takes the lock (for `fork`).
     pub fn lock_for_fork(&self) {
-        self.lock.lock();
+        self.inner.lock_for_fork();
     }
+
     /// Releases the lock taken by `lock_for_fork`.
     pub fn unlock_after_fork(&self, child: bool) {
-        if child {
-            self.lock.reset_after_fork();
-        } else {
-            self.lock.unlock();
-        }
+        self.inner.unlock_after_fork(child);
     }
 
     /// A new live cache with no spans; null when out of memory.
     pub fn create(&self, sentinel: *mut Span) -> *mut MCache {
-        self.locked(|r| {
+        self.inner.with(|r| {
             let c = r.records.alloc();
             if !c.is_null() {
                 // SAFETY: a fresh record of the right type.
@@ -310,7 +296,7 @@ impl CacheRegistry {
     pub unsafe fn destroy(&self, alloc: &Allocator, cache: *mut MCache) {
         // SAFETY: the caller owns the live cache.
         unsafe { (*cache).flush(alloc) };
-        self.locked(|r| {
+        self.inner.with(|r| {
             // SAFETY: the record is on the registry list; the lock is held.
             unsafe {
                 let (prev, next) = ((*cache).prev, (*cache).next);
@@ -329,12 +315,12 @@ impl CacheRegistry {
 
     /// Live caches.
     pub fn count(&self) -> usize {
-        self.locked(|r| r.records.in_use)
+        self.inner.with(|r| r.records.in_use)
     }
 
     /// Bytes mapped for cache records.
     pub fn mapped_bytes(&self) -> usize {
-        self.locked(|r| r.records.mapped)
+        self.inner.with(|r| r.records.mapped)
     }
 }
 

@@ -31,7 +31,7 @@
 use crate::mheap::MHeap;
 use crate::sizeclass::CLASS_PAGES;
 use crate::span::{list, tag, RemoteWord, Span};
-use crate::sync::{maybe_const_fn, Ordering, RawLock, UnsafeCell};
+use crate::sync::{maybe_const_fn, Locked, Ordering};
 use core::ptr;
 
 /// Completely free spans a class keeps for reuse.
@@ -50,51 +50,36 @@ struct Lists {
 /// The central lists of one size class.
 #[derive(Debug)]
 pub struct MCentral {
-    lock: RawLock,
-    lists: UnsafeCell<Lists>,
+    lists: Locked<Lists>,
 }
 
-// SAFETY: `lists` and the list fields of the spans on them are only touched
-// with `lock` held.
-unsafe impl Sync for MCentral {}
-// SAFETY: the raw pointers name span records, which belong to no thread.
-unsafe impl Send for MCentral {}
+// SAFETY: the span pointers name page-heap records, which belong to no
+// thread; the lists move between threads only under the central lock.
+unsafe impl Send for Lists {}
 
 impl MCentral {
     maybe_const_fn! {
         /// Empty lists.
         pub fn new() -> MCentral {
             MCentral {
-                lock: RawLock::new(),
-                lists: UnsafeCell::new(Lists { partial: ptr::null_mut(), full: ptr::null_mut(), len: 0, empty: 0 }),
+                lists: Locked::new(Lists { partial: ptr::null_mut(), full: ptr::null_mut(), len: 0, empty: 0 }),
             }
         }
     }
 
-    fn locked<R>(&self, f: impl FnOnce(&mut Lists) -> R) -> R {
-        self.lock.lock();
-        // SAFETY: the lock gives this thread sole access to the lists.
-        let r = self.lists.with_mut(|l| f(unsafe { &mut *l }));
-        self.lock.unlock();
-        r
-    }
-
     /// Takes the lock (for `fork`).
     pub fn lock_for_fork(&self) {
-        self.lock.lock();
+        self.lists.lock_for_fork();
     }
+
     /// Releases the lock taken by `lock_for_fork`.
     pub fn unlock_after_fork(&self, child: bool) {
-        if child {
-            self.lock.reset_after_fork();
-        } else {
-            self.lock.unlock();
-        }
+        self.lists.unlock_after_fork(child);
     }
 
     /// Spans on the lists.
     pub fn len(&self) -> usize {
-        self.locked(|l| l.len)
+        self.lists.with(|l| l.len)
     }
 
     /// True when no span is on the lists.
@@ -106,7 +91,7 @@ impl MCentral {
     /// (tag `OWNED`) and with at least one free object; null when out of
     /// memory. Prefers a partial span; otherwise takes a fresh one from the heap.
     pub fn acquire(&self, heap: &MHeap, class: usize, owner: usize) -> *mut Span {
-        let span = self.locked(|l| {
+        let span = self.lists.with(|l| {
             let mut s = l.partial;
             while !s.is_null() {
                 // SAFETY: spans on the list are live; the lock is held.
@@ -154,7 +139,7 @@ impl MCentral {
         let used = s.used.get();
         // SAFETY: the caller holds the span.
         let exhausted = unsafe { s.locally_exhausted() };
-        let empty = self.locked(|l| {
+        let empty = self.lists.with(|l| {
             // Acquire (here and on CAS failure) pairs with the pushers'
             // Release: if every object has come back, the span may go to the
             // heap, and the pushers' writes into it must happen before its
@@ -208,7 +193,7 @@ impl MCentral {
     pub unsafe fn on_claimed(&self, heap: &MHeap, span: *mut Span) {
         // SAFETY: the claimer holds the live span.
         let s = unsafe { &*span };
-        let empty = self.locked(|l| {
+        let empty = self.lists.with(|l| {
             // SAFETY: the lock is held; a claimed span is still on the list
             // its previous tag named.
             unsafe { unlink(l, span) };
@@ -244,7 +229,7 @@ impl MCentral {
 impl MCentral {
     /// Returns every completely free span on the partial list to the heap.
     pub fn release_empty(&self, heap: &MHeap) {
-        self.locked(|l| {
+        self.lists.with(|l| {
             let mut s = l.partial;
             while l.empty > 0 && !s.is_null() {
                 // SAFETY: spans on the list are live; the lock is held.

@@ -35,7 +35,7 @@ use crate::fixalloc::FixAlloc;
 use crate::os;
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
-use crate::sync::{PlainAtomicPtr, PlainOrdering, RawLock, UnsafeCell};
+use crate::sync::{Locked, PlainAtomicPtr, PlainOrdering};
 use core::mem::size_of;
 use core::ptr;
 
@@ -143,27 +143,23 @@ struct HeapInner {
 
 /// The page heap.
 pub struct MHeap {
-    lock: RawLock,
     /// The arena index, mapped with the first arena and published once.
     index: PlainAtomicPtr<PlainAtomicPtr<Arena>>,
-    inner: UnsafeCell<HeapInner>,
+    inner: Locked<HeapInner>,
 }
 
-// SAFETY: `inner` is only touched with `lock` held; `index` and the tables
-// it leads to are atomics.
-unsafe impl Sync for MHeap {}
-// SAFETY: the raw pointers refer to mappings owned by the heap, not to
-// thread-local data.
-unsafe impl Send for MHeap {}
+// SAFETY: the raw pointers refer to arenas and records owned by the heap,
+// not to thread-local data; they move between threads only under the heap
+// lock.
+unsafe impl Send for HeapInner {}
 
 impl MHeap {
     crate::sync::maybe_const_fn! {
         /// An empty heap; it maps nothing until the first span is requested.
         pub fn new() -> MHeap {
             MHeap {
-                lock: RawLock::new(),
                 index: PlainAtomicPtr::new(ptr::null_mut()),
-                inner: UnsafeCell::new(HeapInner {
+                inner: Locked::new(HeapInner {
                     first: ptr::null_mut(),
                     last: ptr::null_mut(),
                     records: FixAlloc::new(),
@@ -181,26 +177,14 @@ impl MHeap {
         }
     }
 
-    /// Runs `f` with the heap lock held.
-    fn locked<R>(&self, f: impl FnOnce(&mut HeapInner) -> R) -> R {
-        self.lock.lock();
-        // SAFETY: the lock gives this thread sole access to `inner`.
-        let r = self.inner.with_mut(|inner| f(unsafe { &mut *inner }));
-        self.lock.unlock();
-        r
-    }
-
     /// Takes the heap lock (for `fork`).
     pub fn lock_for_fork(&self) {
-        self.lock.lock();
+        self.inner.lock_for_fork();
     }
+
     /// Releases the heap lock taken by `lock_for_fork`.
     pub fn unlock_after_fork(&self, child: bool) {
-        if child {
-            self.lock.reset_after_fork();
-        } else {
-            self.lock.unlock();
-        }
+        self.inner.unlock_after_fork(child);
     }
 
     /// The arena holding `addr`, or null when the address is not in one.
@@ -249,7 +233,7 @@ impl MHeap {
     /// that class. Null when the OS refuses memory.
     pub fn alloc_span(&self, npages: usize, align_pages: usize, class: usize) -> *mut Span {
         debug_assert!(npages > 0 && align_pages.is_power_of_two());
-        self.locked(|h| {
+        self.inner.with(|h| {
             let Some((arena, page)) = h.find_pages(npages, align_pages).or_else(|| {
                 let arena = self.grow(h, npages, align_pages)?;
                 // SAFETY: `grow` returns a live, registered arena.
@@ -297,7 +281,7 @@ impl MHeap {
     /// `span` came from `alloc_span` on this heap, holds no live object, and
     /// nothing uses it afterwards.
     pub unsafe fn free_span(&self, span: *mut Span) {
-        self.locked(|h| {
+        self.inner.with(|h| {
             // SAFETY: the caller hands over a live span of this heap.
             unsafe {
                 let base = (*span).base;
@@ -319,7 +303,7 @@ impl MHeap {
     /// # Safety
     /// `span` is a live large span of this heap owned by the caller.
     pub unsafe fn resize_in_place(&self, span: *mut Span, new_npages: usize) -> bool {
-        self.locked(|h| {
+        self.inner.with(|h| {
             // SAFETY: the caller owns the live span; the lock is held.
             unsafe {
                 let base = (*span).base;
@@ -352,18 +336,18 @@ impl MHeap {
     /// Returns free dirty pages to the OS until at most `keep_bytes` of them
     /// remain. Returns the bytes released.
     pub fn scavenge(&self, keep_bytes: usize) -> usize {
-        self.locked(|h| h.scavenge(keep_bytes / PAGE_SIZE)) * PAGE_SIZE
+        self.inner.with(|h| h.scavenge(keep_bytes / PAGE_SIZE)) * PAGE_SIZE
     }
 
     /// A copy of the counters.
     pub fn counters(&self) -> HeapCounters {
-        self.locked(|h| h.counters)
+        self.inner.with(|h| h.counters)
     }
 
     /// Calls `f` for every span in use, with the heap lock held (so no span
     /// is created or released meanwhile), in address order.
     pub fn for_each_span(&self, mut f: impl FnMut(&Span)) {
-        self.locked(|h| {
+        self.inner.with(|h| {
             let mut a = h.first;
             while !a.is_null() {
                 // SAFETY: arenas on the list are live; the lock is held.
@@ -540,9 +524,7 @@ impl Drop for MHeap {
     /// Unmaps every arena and the index. Only heaps built as values (tests,
     /// loom models) are ever dropped; every block they handed out dies here.
     fn drop(&mut self) {
-        self.inner.with_mut(|inner| {
-            // SAFETY: `&mut self`: no other user.
-            let h = unsafe { &mut *inner };
+        self.inner.with(|h| {
             let mut a = h.first;
             while !a.is_null() {
                 // SAFETY: each arena was mapped by `grow` with `npages` pages.

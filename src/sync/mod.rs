@@ -128,6 +128,54 @@ impl OwnerCounter {
     }
 }
 
+/// A value and the `RawLock` that guards it, with the `fork` hooks every
+/// allocator lock needs. The value is only reached through `with`.
+#[derive(Debug)]
+pub struct Locked<T> {
+    lock: RawLock,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is only touched inside `with`, with the lock held, so one
+// thread at a time uses it; it may be used from any thread, hence `T: Send`.
+unsafe impl<T: Send> Sync for Locked<T> {}
+// SAFETY: moving the lock and the value together moves no thread-bound state
+// beyond `T`'s own.
+unsafe impl<T: Send> Send for Locked<T> {}
+
+impl<T> Locked<T> {
+    maybe_const_fn! {
+        /// `value`, unlocked.
+        pub fn new(value: T) -> Locked<T> {
+            Locked { lock: RawLock::new(), value: UnsafeCell::new(value) }
+        }
+    }
+
+    /// Runs `f` on the value with the lock held.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: the lock gives this thread sole access to the value.
+        let r = self.value.with_mut(|p| f(unsafe { &mut *p }));
+        self.lock.unlock();
+        r
+    }
+
+    /// Takes the lock before `fork()` (held until `unlock_after_fork`).
+    pub fn lock_for_fork(&self) {
+        self.lock.lock();
+    }
+
+    /// Releases the lock taken by `lock_for_fork`; in the child, resets it.
+    pub fn unlock_after_fork(&self, child: bool) {
+        if child {
+            self.lock.reset_after_fork();
+        } else {
+            self.lock.unlock();
+        }
+    }
+}
+
 /// Spin-wait hint for loops that wait on another thread. Under loom it yields
 /// so the model checker can schedule the thread being waited for.
 #[inline]
