@@ -96,6 +96,12 @@ impl Allocator {
         &self.sentinel as *const Span as *mut Span
     }
 
+    /// The calling thread's cache, created through the `adopt` hook (null
+    /// without a hook or when out of memory).
+    pub(crate) fn adopt_cache(&self) -> *mut MCache {
+        self.adopt.map_or(ptr::null_mut(), |adopt| adopt())
+    }
+
     /// A new live cache for the calling thread; null when out of memory.
     pub fn new_cache(&self) -> *mut MCache {
         self.caches.create(self.sentinel())

@@ -98,6 +98,15 @@ impl MCache {
     #[inline(never)]
     pub unsafe fn free_remote(&mut self, alloc: &Allocator, span: *mut Span, obj: *mut u8, index: usize) {
         let obj = obj.cast::<FreeObj>();
+        if self.kind == CacheKind::Unborn {
+            // A thread that frees without ever allocating (a consumer) gets a
+            // cache of its own too, so its frees are batched.
+            let own = alloc.adopt_cache();
+            if !own.is_null() {
+                // SAFETY: the calling thread's new live cache; forwarded.
+                return unsafe { (*own).free_remote(alloc, span, obj.cast(), index) };
+            }
+        }
         if self.kind != CacheKind::Live {
             // SAFETY: forwarded; a claim makes this thread the holder.
             unsafe {
