@@ -52,27 +52,28 @@ fn set_errno(e: c_int) {
     unsafe { *errno_location() = e };
 }
 
-/// The common failure of every allocating function: `errno = ENOMEM`, null.
+/// The common failure of every allocating function: `errno = ENOMEM`, null,
+/// and under `GOMALLOC_VERBOSE` a line saying why.
 #[cold]
 #[inline(never)]
-fn out_of_memory(size: usize) -> *mut c_void {
+fn enomem(why: core::fmt::Arguments<'_>) -> *mut c_void {
     if options::verbose() {
-        gomalloc_core::os::eprint_line(format_args!("gomalloc: out of memory: a request of {size} bytes failed"));
+        gomalloc_core::os::eprint_line(format_args!("gomalloc: out of memory: {why}"));
     }
     set_errno(libc::ENOMEM);
     ptr::null_mut()
 }
 
-/// Null with `errno = ENOMEM` for a size product (`calloc`, `reallocarray`)
-/// that does not fit in `size_t`.
+/// A request of `size` bytes failed.
 #[cold]
-#[inline(never)]
+fn out_of_memory(size: usize) -> *mut c_void {
+    enomem(format_args!("a request of {size} bytes failed"))
+}
+
+/// A size product (`calloc`, `reallocarray`) does not fit in `size_t`.
+#[cold]
 fn size_overflow(n: usize, size: usize) -> *mut c_void {
-    if options::verbose() {
-        gomalloc_core::os::eprint_line(format_args!("gomalloc: out of memory: {n} * {size} bytes overflows"));
-    }
-    set_errno(libc::ENOMEM);
-    ptr::null_mut()
+    enomem(format_args!("{n} * {size} bytes overflows"))
 }
 
 /// Null with `errno = EINVAL` (an alignment the function does not accept).

@@ -103,21 +103,8 @@ unsafe impl<T: Trace + ?Sized> Trace for Box<T> {
     }
 }
 
-// SAFETY: visits every element; a GC object's `Vec` is never mutated (objects
+// SAFETY: visits every element; a GC object's slice is never mutated (objects
 // are reached through shared references only).
-unsafe impl<T: Trace> Trace for Vec<T> {
-    const HOLDS_GC: bool = T::HOLDS_GC;
-    #[inline]
-    fn trace(&self, t: &mut Tracer<'_>) {
-        if T::HOLDS_GC {
-            for x in self {
-                x.trace(t);
-            }
-        }
-    }
-}
-
-// SAFETY: as for `Vec`.
 unsafe impl<T: Trace> Trace for [T] {
     const HOLDS_GC: bool = T::HOLDS_GC;
     #[inline]
@@ -130,16 +117,21 @@ unsafe impl<T: Trace> Trace for [T] {
     }
 }
 
-// SAFETY: as for `Vec`.
+// SAFETY: forwards to the slice of its elements.
+unsafe impl<T: Trace> Trace for Vec<T> {
+    const HOLDS_GC: bool = T::HOLDS_GC;
+    #[inline]
+    fn trace(&self, t: &mut Tracer<'_>) {
+        self.as_slice().trace(t)
+    }
+}
+
+// SAFETY: forwards to the slice of its elements.
 unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
     const HOLDS_GC: bool = T::HOLDS_GC;
     #[inline]
     fn trace(&self, t: &mut Tracer<'_>) {
-        if T::HOLDS_GC {
-            for x in self {
-                x.trace(t);
-            }
-        }
+        self.as_slice().trace(t)
     }
 }
 
