@@ -164,6 +164,8 @@ pub(crate) struct HeapInner {
     pub spans: Mutex<SpanLists>,
     pub mutators: Mutex<Vec<Arc<MutatorState>>>,
     pub roots: Mutex<crate::gc::root::RootSlots>,
+    /// Called at the start of every cycle (see `add_cycle_hook`).
+    pub cycle_hooks: Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>,
 
     /// Bytes in allocated objects (allocation adds, sweep subtracts).
     pub in_use: AtomicUsize,
@@ -214,6 +216,7 @@ impl HeapInner {
             }),
             mutators: Mutex::new(Vec::new()),
             roots: Mutex::new(Default::default()),
+            cycle_hooks: Mutex::new(Vec::new()),
             in_use: AtomicUsize::new(0),
             trigger: AtomicUsize::new(0),
             goal: AtomicUsize::new(0),
@@ -515,8 +518,31 @@ impl HeapInner {
 
     // ---- the cycle ----
 
+    /// Registers `hook` to run on the collector thread at the start of
+    /// every cycle, with no GC lock held, until the hook is dropped (the heap
+    /// keeps only a weak reference). `Pool` uses it to rotate its victim
+    /// generation, as Go's `poolCleanup` runs at the start of a GC.
+    pub fn add_cycle_hook(&self, hook: &Arc<dyn Fn() + Send + Sync>) {
+        let mut hooks = self.cycle_hooks.lock().unwrap_or_else(|e| e.into_inner());
+        hooks.retain(|h| h.strong_count() > 0);
+        hooks.push(Arc::downgrade(hook));
+    }
+
+    /// Runs the cycle hooks (outside every lock: they may run user `Drop`s).
+    fn run_cycle_hooks(&self) {
+        let live: Vec<Arc<dyn Fn() + Send + Sync>> = {
+            let mut hooks = self.cycle_hooks.lock().unwrap_or_else(|e| e.into_inner());
+            hooks.retain(|h| h.strong_count() > 0);
+            hooks.iter().filter_map(Weak::upgrade).collect()
+        };
+        for hook in live {
+            hook();
+        }
+    }
+
     /// Runs one full cycle on the calling (collector) thread.
     pub fn run_cycle(&self, forced: bool) {
+        self.run_cycle_hooks();
         let t0 = Instant::now();
         let cpu0 = thread_cpu_time();
         // 1. Sweep termination. No span may enter marking with an older
