@@ -6,6 +6,15 @@
 //! from the root, and every other object must have been dropped exactly once
 //! (drops are counted).
 //!
+//! Finalizers and weak handles are in the graph too: some fresh nodes get a
+//! finalizer that checks the node and its children (a finalizer must never
+//! see freed memory) and records its id (it must run once), and a weak root
+//! the test keeps; nodes hold a weak edge (`peer`) that is upgraded and
+//! checked on visits. At the end, what stays alive is what is reachable
+//! from the root plus what cycles of finalizable objects keep (never
+//! collected, by design): the test finds those through their weak roots,
+//! which are never cleared while the objects live.
+//!
 //! Every node is held by one rooted vector (so about a million stay live)
 //! and has two edges to other nodes, rewired at random; vector entries are
 //! replaced by fresh nodes now and then, so old nodes die unless an edge
@@ -13,10 +22,10 @@
 //! and `GOMALLOC_TORTURE_ROUNDS` (default 60 per thread, 2,000 operations
 //! each).
 
-use gomalloc::gc::{Gc, GcCell, GcConfig, GcVec, Heap, Mutator, Root, Trace};
+use gomalloc::gc::{Gc, GcCell, GcConfig, GcVec, Heap, Mutator, Root, Trace, Weak, WeakCell, WeakRoot};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 struct Tally(Arc<AtomicUsize>);
 impl Drop for Tally {
@@ -31,6 +40,7 @@ struct Node<'gc> {
     check: u64,
     left: GcCell<'gc, Node<'gc>>,
     right: GcCell<'gc, Node<'gc>>,
+    peer: WeakCell<'gc, Node<'gc>>,
     #[gc(skip)]
     _tally: Tally,
 }
@@ -83,6 +93,7 @@ impl Counters {
             check: checksum(id),
             left: GcCell::new(left),
             right: GcCell::new(right),
+            peer: WeakCell::new(None),
             _tally: Tally(self.drops.clone()),
         })
     }
@@ -119,13 +130,17 @@ fn torture_rewiring_a_million_object_graph() {
         });
     }
 
-    // Rewire concurrently: random edges between live nodes, fresh nodes,
-    // cut edges, and vector entries replaced (their old nodes live on only
-    // if an edge still reaches them).
+    // Rewire concurrently: random edges between live nodes, fresh nodes
+    // (some finalizable), cut edges, weak edges, and vector entries replaced
+    // (their old nodes live on only if an edge still reaches them).
     let table = Arc::new(table);
+    let finalized: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let finalizable: Arc<Mutex<Vec<WeakRoot<Node<'static>>>>> = Arc::default();
+    let weak_slots_made = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for t in 0..THREADS {
             let (heap, table) = (heap.clone(), table.clone());
+            let (finalized, finalizable, weak_slots_made) = (finalized.clone(), finalizable.clone(), &weak_slots_made);
             s.spawn(move || {
                 let mut rng = Rng(0xDEAD_BEEF ^ (t + 1).wrapping_mul(0x9E37_79B9));
                 for _ in 0..rounds {
@@ -144,11 +159,33 @@ fn torture_rewiring_a_million_object_graph() {
                                 }
                             }
                             assert_eq!(at.check, checksum(at.id), "a freed or corrupted node was reached");
+                            if let Some(p) = at.peer.get().and_then(|w| w.upgrade(m)) {
+                                assert_eq!(p.check, checksum(p.id), "a weak upgrade reached a freed node");
+                            }
                             let target = match rng.below(8) {
-                                0 => Some(fresh.node(m, at.left.get(), None)),
+                                0 => {
+                                    let n = fresh.node(m, at.left.get(), None);
+                                    if rng.below(16) == 0 {
+                                        let finalized = finalized.clone();
+                                        m.set_finalizer::<Node<'static>>(n, move |_, n| {
+                                            assert_eq!(n.check, checksum(n.id), "finalizer got a freed node");
+                                            for c in [n.left.get(), n.right.get()].into_iter().flatten() {
+                                                assert_eq!(c.check, checksum(c.id), "finalizer reached a freed node");
+                                            }
+                                            assert!(finalized.lock().unwrap().insert(n.id), "finalizer ran twice");
+                                        });
+                                        finalizable.lock().unwrap().push(m.weak_root(n));
+                                        weak_slots_made.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Some(n)
+                                }
                                 1 => None,
                                 _ => tab.slots.get(rng.below(nodes)),
                             };
+                            if rng.below(16) == 0 {
+                                at.peer.set(m, target.map(|n| Weak::new(m, n)));
+                                weak_slots_made.fetch_add(1, Ordering::Relaxed);
+                            }
                             if rng.next() & 1 == 0 {
                                 at.left.set(m, target);
                             } else {
@@ -165,45 +202,85 @@ fn torture_rewiring_a_million_object_graph() {
         }
     });
 
-    // Count what is reachable from the root (the graph may have cycles).
-    let reachable = heap.enter(|m| {
-        let tab = table.get(m);
+    // Collect until finalizers settle: each cycle can queue finalizers
+    // (whose objects survive it) and free what earlier finalizers released.
+    settle(&heap);
+    let alive = alive_nodes(&heap, Some(&table), &finalizable, nodes);
+    let st = heap.stats();
+    let made = made.load(Ordering::Relaxed);
+    assert!(st.cycles > st.forced_cycles, "automatic cycles ran during the test");
+    assert_eq!(st.finalizers_panicked, 0, "a finalizer found a freed or corrupted node (see stderr)");
+    assert_eq!(st.finalizers_run as usize, finalized.lock().unwrap().len());
+    assert_eq!(drops.load(Ordering::Relaxed), made - alive, "dropped = made - alive");
+    // The last cycle marked the alive nodes (64-byte objects: a 48-byte node
+    // behind an 8-byte header, in the 64-byte class), the table, and weak
+    // slots (16 bytes each) — nothing else.
+    let slots = weak_slots_made.load(Ordering::Relaxed);
+    assert!(
+        st.live_bytes >= alive * 64 && st.live_bytes <= alive * 64 + slots * 16 + 256,
+        "live bytes {} for {} alive nodes",
+        st.live_bytes,
+        alive
+    );
+    eprintln!(
+        "torture: {} nodes made, {} alive, {} dropped, {} finalized, {} weak cleared, {} cycles ({} forced), max pause {:?}",
+        made,
+        alive,
+        drops.load(Ordering::Relaxed),
+        st.finalizers_run,
+        st.weak_cleared,
+        st.cycles,
+        st.forced_cycles,
+        st.pause_max,
+    );
+    drop(table);
+    settle(&heap);
+    let leaked = alive_nodes(&heap, None, &finalizable, nodes);
+    assert_eq!(drops.load(Ordering::Relaxed), made - leaked, "everything dies once the root is gone");
+    assert_eq!(heap.stats().finalizers_panicked, 0);
+    drop(finalizable);
+    drop(heap);
+    assert_eq!(drops.load(Ordering::Relaxed), made, "dropping the heap drops what finalizable cycles kept");
+}
+
+/// Runs cycles until one queues no finalizer and none is waiting, then one
+/// more so the objects of the last finalizers run are freed.
+fn settle(heap: &Heap) {
+    loop {
+        let before = heap.stats().finalizers_queued;
+        heap.collect();
+        heap.wait_for_finalizers();
+        if heap.stats().finalizers_queued == before {
+            break;
+        }
+    }
+}
+
+/// Nodes alive: reachable from the table (if given) or from a finalizable
+/// node whose weak root still upgrades (a cycle of finalizable objects
+/// keeps itself, and everything it reaches, forever). Checks each one.
+fn alive_nodes(
+    heap: &Heap,
+    table: Option<&Root<Table<'static>>>,
+    finalizable: &Mutex<Vec<WeakRoot<Node<'static>>>>,
+    nodes: usize,
+) -> usize {
+    heap.enter(|m| {
+        let mut stack: Vec<Gc<'_, Node<'_>>> = Vec::new();
+        if let Some(table) = table {
+            let tab = table.get(m);
+            stack.extend((0..nodes).filter_map(|i| tab.slots.get(i)));
+        }
+        stack.extend(finalizable.lock().unwrap().iter().filter_map(|w| w.get(m)));
         let mut seen: HashSet<usize> = HashSet::new();
-        let mut stack: Vec<_> = (0..nodes).filter_map(|i| tab.slots.get(i)).collect();
         while let Some(n) = stack.pop() {
             if !seen.insert(&*n as *const Node as usize) {
                 continue;
             }
-            assert_eq!(n.check, checksum(n.id), "a freed or corrupted node is reachable");
+            assert_eq!(n.check, checksum(n.id), "a freed or corrupted node is alive");
             stack.extend(n.left.get());
             stack.extend(n.right.get());
         }
         seen.len()
-    });
-    heap.collect();
-    let st = heap.stats();
-    let made = made.load(Ordering::Relaxed);
-    assert!(st.cycles > st.forced_cycles, "automatic cycles ran during the test");
-    assert_eq!(drops.load(Ordering::Relaxed), made - reachable, "dropped = made - reachable");
-    // The last cycle marked the reachable nodes (48-byte objects: a 40-byte
-    // node behind an 8-byte header) and the table object, nothing else.
-    assert!(
-        st.live_bytes >= reachable * 48 && st.live_bytes <= reachable * 48 + 256,
-        "live bytes {} for {} reachable nodes",
-        st.live_bytes,
-        reachable
-    );
-    eprintln!(
-        "torture: {} nodes made, {} reachable, {} dropped, {} cycles ({} forced), max pause {:?}, p99 of last {}",
-        made,
-        reachable,
-        drops.load(Ordering::Relaxed),
-        st.cycles,
-        st.forced_cycles,
-        st.pause_max,
-        st.recent_pauses.len()
-    );
-    drop(table);
-    heap.collect();
-    assert_eq!(drops.load(Ordering::Relaxed), made, "everything dies once the root is gone");
+    })
 }

@@ -174,6 +174,14 @@ impl GcSpan {
         self.mark_bits[index / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0
     }
 
+    /// True if slot `index` is marked in the cycle in progress or just
+    /// finished.
+    #[inline]
+    pub fn is_marked(&self, index: usize) -> bool {
+        // Acquire pairs with the AcqRel `fetch_or` in `mark`.
+        self.mark_bits[index / 64].load(Ordering::Acquire) & (1 << (index % 64)) != 0
+    }
+
     /// True if slot `index` holds an object (allocation bit set).
     #[inline]
     pub fn is_allocated(&self, index: usize) -> bool {

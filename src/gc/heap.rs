@@ -164,6 +164,17 @@ pub(crate) struct HeapInner {
     pub spans: Mutex<SpanLists>,
     pub mutators: Mutex<Vec<Arc<MutatorState>>>,
     pub roots: Mutex<crate::gc::root::RootSlots>,
+    /// Set from just before marking ends until after the flip: weak handles
+    /// are being decided (see `weak.rs`).
+    pub mark_done: AtomicBool,
+    /// Every weak slot that may still need clearing (`weak.rs`).
+    pub weak_slots: Mutex<Vec<usize>>,
+    /// Registered and ready finalizers, and their thread (`finalize.rs`).
+    pub finalizers: Arc<crate::gc::finalize::Finalizers>,
+    /// `Heap` and `Root` handles alive (see `HeapRef`).
+    pub owners: AtomicUsize,
+    /// `shutdown` has run.
+    pub shut_down: AtomicBool,
     /// Called at the start of every cycle (see `add_cycle_hook`).
     pub cycle_hooks: Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>,
 
@@ -216,6 +227,11 @@ impl HeapInner {
             }),
             mutators: Mutex::new(Vec::new()),
             roots: Mutex::new(Default::default()),
+            mark_done: AtomicBool::new(false),
+            weak_slots: Mutex::new(Vec::new()),
+            finalizers: Default::default(),
+            owners: AtomicUsize::new(0),
+            shut_down: AtomicBool::new(false),
             cycle_hooks: Mutex::new(Vec::new()),
             in_use: AtomicUsize::new(0),
             trigger: AtomicUsize::new(0),
@@ -522,6 +538,7 @@ impl HeapInner {
     /// every cycle, with no GC lock held, until the hook is dropped (the heap
     /// keeps only a weak reference). `Pool` uses it to rotate its victim
     /// generation, as Go's `poolCleanup` runs at the start of a GC.
+    #[allow(dead_code)] // Pool is its first user; it lands separately.
     pub fn add_cycle_hook(&self, hook: &Arc<dyn Fn() + Send + Sync>) {
         let mut hooks = self.cycle_hooks.lock().unwrap_or_else(|e| e.into_inner());
         hooks.retain(|h| h.strong_count() > 0);
@@ -571,6 +588,7 @@ impl HeapInner {
                 self.shade(obj);
             }
         }
+        self.shade_finalizer_roots();
 
         // 3. Concurrent mark, and 4. termination.
         let mark_begin = Instant::now();
@@ -588,10 +606,17 @@ impl HeapInner {
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
+        // SeqCst: ordered before `marking` turns off, so an upgrade that
+        // reads `marking == false` after this point sees it (`weak.rs`).
+        self.mark_done.store(true, Ordering::SeqCst);
         // SeqCst: the same Dekker pair as at the start.
         self.marking.store(false, Ordering::SeqCst);
         self.wait_barriers();
         self.drain(usize::MAX);
+        // Weak handles to unreachable objects are cleared before any
+        // finalizable object is revived for its finalizer.
+        let weak_cleared = self.clear_dead_weak();
+        let finalizers_queued = self.queue_finalizers();
         let mark_time = mark_begin.elapsed();
         let mark_cpu = thread_cpu_time().saturating_sub(cpu_mark0);
 
@@ -614,6 +639,9 @@ impl HeapInner {
             self.flip_epoch.store(flip_epoch, Ordering::SeqCst);
             self.sweep_allowed.store(true, Ordering::SeqCst);
         }
+        // SeqCst: pairs with the SeqCst load in `weak.rs`'s upgrade; the
+        // slots cleared above are visible to an upgrade that reads false.
+        self.mark_done.store(false, Ordering::SeqCst);
         self.flush_idle_caches();
         let flip_time = flip_begin.elapsed();
         self.set_goal(live);
@@ -631,6 +659,8 @@ impl HeapInner {
             st.mark_cpu += mark_cpu;
             st.sweep_cpu += cpu_sweep_prev;
             st.last_cycle = cycle_time;
+            st.weak_cleared += weak_cleared as u64;
+            st.finalizers_queued += finalizers_queued as u64;
         }
         if self.config.lock().unwrap_or_else(|e| e.into_inner()).trace {
             crate::gc::stats::trace_line(
@@ -735,6 +765,13 @@ impl HeapInner {
         st.cached_spans = l.cached;
         drop(l);
         st.roots = self.roots.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let f = self.finalizers.lock();
+        st.finalizers_registered = f.registered.len();
+        st.finalizers_ready = f.ready.len();
+        st.finalizers_run = f.run;
+        st.finalizers_panicked = f.panicked;
+        drop(f);
+        st.weak_slots = self.weak_slots.lock().unwrap_or_else(|e| e.into_inner()).len();
         st
     }
 
@@ -823,8 +860,69 @@ fn collector_main(heap: Weak<HeapInner>, control: Arc<Control>) {
     }
 }
 
+/// A counted owner of a heap: `Heap` and `Root` hold one. The collector
+/// and finalizer threads hold the heap only weakly or for a moment, so when
+/// the last owner goes, the heap shuts down right there, on that thread:
+/// collector and finalizer threads stop and every object is dropped before
+/// the owner's drop returns.
+pub(crate) struct HeapRef(pub Arc<HeapInner>);
+
+impl HeapRef {
+    /// A new owner of a heap that has at least one (or is being created).
+    pub fn new(inner: Arc<HeapInner>) -> HeapRef {
+        inner.owners.fetch_add(1, Ordering::Relaxed);
+        HeapRef(inner)
+    }
+
+    /// A new owner, unless the last one is gone (the heap is shutting down).
+    pub fn revive(inner: Arc<HeapInner>) -> Option<HeapRef> {
+        let mut n = inner.owners.load(Ordering::Relaxed);
+        while n != 0 {
+            match inner.owners.compare_exchange_weak(n, n + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(HeapRef(inner)),
+                Err(cur) => n = cur,
+            }
+        }
+        None
+    }
+}
+
+impl Clone for HeapRef {
+    fn clone(&self) -> Self {
+        HeapRef::new(self.0.clone())
+    }
+}
+
+impl core::ops::Deref for HeapRef {
+    type Target = Arc<HeapInner>;
+    fn deref(&self) -> &Arc<HeapInner> {
+        &self.0
+    }
+}
+
+impl Drop for HeapRef {
+    fn drop(&mut self) {
+        // AcqRel: the last owner sees every other owner's work.
+        if self.0.owners.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.shutdown();
+        }
+    }
+}
+
 impl Drop for HeapInner {
     fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl HeapInner {
+    /// Stops the collector and finalizer threads and drops every object.
+    /// Runs once, when the last owner goes (or the heap is dropped without
+    /// one).
+    pub(crate) fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
         {
             let mut st = self.control.state.lock().unwrap_or_else(|e| e.into_inner());
             st.shutdown = true;
@@ -838,6 +936,7 @@ impl Drop for HeapInner {
                 let _ = t.join();
             }
         }
+        self.stop_finalizers();
         // Every handle is gone (roots and mutator scopes hold the heap), so
         // every object dies now. Mutators' caches were flushed when their
         // states were dropped or deregistered.
@@ -845,9 +944,14 @@ impl Drop for HeapInner {
         for m in &muts {
             m.flush_if_idle(self);
         }
-        let l = self.spans.get_mut().unwrap_or_else(|e| e.into_inner());
-        for list in l.partial.iter_mut().chain(l.full.iter_mut()).chain(l.unswept.iter_mut()) {
-            for s in list.drain(..) {
+        // Taken out of the lock: the objects' `Drop`s run user code.
+        let lists: Vec<Vec<*mut GcSpan>> = {
+            let mut l = self.lock_spans();
+            let l = &mut *l;
+            l.partial.iter_mut().chain(l.full.iter_mut()).chain(l.unswept.iter_mut()).map(std::mem::take).collect()
+        };
+        for list in lists {
+            for s in list {
                 // SAFETY: no handle to any object exists any more; each span
                 // is on exactly one list.
                 unsafe {

@@ -47,6 +47,23 @@ impl HeapInner {
         true
     }
 
+    /// True if `obj` is marked in the cycle in progress or just finished.
+    pub(crate) fn is_marked(&self, obj: *const GcBox<()>) -> bool {
+        // SAFETY: callers pass live objects of this heap.
+        let span = unsafe { &*GcSpan::of(self.pages, obj) };
+        span.is_marked(span.index_of(obj))
+    }
+
+    /// Sets the mark bit of `obj` without tracing it (a finalizable object
+    /// found unreachable, whose children were traced at the cycle's start).
+    pub(crate) fn mark_only(&self, obj: *const GcBox<()>) {
+        // SAFETY: callers pass live objects of this heap.
+        let span = unsafe { &*GcSpan::of(self.pages, obj) };
+        if span.mark(span.index_of(obj)) {
+            self.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
+        }
+    }
+
     /// Marks an object allocated black and, while marking, shades what it
     /// already points to: its fields were written without a barrier, and a
     /// mutator that turned black in the middle of a scope may have stored

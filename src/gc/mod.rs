@@ -40,6 +40,8 @@
 //! - `mark.rs`: shading and the grey queue.
 //! - `heap.rs`: the collector thread, the cycle, pacing.
 //! - `stats.rs`: `GcStats`, pauses, `GOMALLOC_GCTRACE`.
+//! - `weak.rs`: `Weak`, `WeakCell`, `WeakRoot` and their clearing.
+//! - `finalize.rs`: finalizers and the finalizer thread.
 //!
 //! # Soundness
 //! No use-after-free is reachable from safe code. The rules, and why each
@@ -139,17 +141,36 @@
 //!    a new object) runs inside a barrier the collector waits out before it
 //!    ends marking, so no mark lands on a span after the flip.
 //!
+//! 8. **A weak handle never upgrades to a dead object.** Weak handles point
+//!    at an untraced slot; the collector clears slots of unmarked objects
+//!    after marking ends and before the flip. An upgrade while marking
+//!    shades its object (a new handle for the scope, as in rule 4); an
+//!    upgrade in the window between the end of marking and the flip waits
+//!    for the flip and retries; outside it, a set slot names a live object.
+//!    The protocol is argued step by step in `weak.rs`.
+//! 9. **A finalizer never sees freed memory.** The children of every
+//!    finalizable object are traced at each cycle's start (and at
+//!    registration while marking), so when the object itself is found
+//!    unmarked, everything it reaches is marked; the object is then marked
+//!    too and stays a root until its finalizer takes it, inside a scope,
+//!    through a barrier (`finalize.rs`).
+//!
 //! Long scopes delay a cycle (rules 4 and 7), never its safety: keep `enter`
 //! scopes short in long-running threads, as with any safe-point.
 //!
 //! The collector's own locks are `std` mutexes: a `fork()` while a heap is
 //! in use leaves the child with a heap it must not use.
 //!
-//! Not done yet (see the README): finalizers, weak handles and `Pool`; the
-//! C API of the GC; loom models of these protocols (the GC's types use `std`
-//! atomics, not the sync shim).
+//! Finalizers follow Go: they run once, on a dedicated thread, may
+//! resurrect their object, run in reachability order, and never run for
+//! objects in a cycle through finalizable objects (such cycles are never
+//! freed while the heap lives). See `Mutator::set_finalizer`.
+//!
+//! Not done yet (see the README): loom models of the GC's protocols (the
+//! GC's types use `std` atomics, not the sync shim).
 
 mod cell;
+mod finalize;
 mod gcspan;
 mod heap;
 mod mark;
@@ -158,6 +179,7 @@ mod ptr;
 mod root;
 mod stats;
 mod trace;
+mod weak;
 
 pub use cell::{GcCell, GcVec};
 pub use gomalloc_derive::Trace;
@@ -167,11 +189,12 @@ pub use ptr::{Gc, GcBox, Rebrand, TypeDesc};
 pub use root::Root;
 pub use stats::GcStats;
 pub use trace::{Trace, Tracer};
+pub use weak::{Weak, WeakCell, WeakRoot};
 
 #[doc(hidden)]
 pub use trace::__private;
 
-use heap::HeapInner;
+use heap::{HeapInner, HeapRef};
 use std::sync::Arc;
 
 /// A garbage-collected heap. Cheap to clone (a shared handle); `Send` and
@@ -179,7 +202,7 @@ use std::sync::Arc;
 /// can coexist; each has its own collector thread.
 #[derive(Clone)]
 pub struct Heap {
-    inner: Arc<HeapInner>,
+    inner: HeapRef,
 }
 
 impl Default for Heap {
@@ -199,7 +222,7 @@ impl Heap {
     pub fn with_config(config: GcConfig) -> Heap {
         let inner = HeapInner::new(crate::globals::ALLOCATOR.heap(), config);
         inner.ensure_collector();
-        Heap { inner }
+        Heap { inner: HeapRef::new(inner) }
     }
 
     /// Runs `f` as a mutator of this heap. Handles made inside cannot leave
@@ -216,7 +239,7 @@ impl Heap {
         state.enter(&self.inner);
         let _leave = Leave(&state, &self.inner);
         let m = Mutator {
-            heap: &self.inner as *const Arc<HeapInner>,
+            heap: &*self.inner as *const Arc<HeapInner>,
             state: &*state,
             _brand: core::marker::PhantomData,
             _not_send: core::marker::PhantomData,
@@ -234,6 +257,14 @@ impl Heap {
             "gomalloc::gc: Heap::collect called inside Heap::enter of the same heap"
         );
         self.inner.collect_blocking();
+    }
+
+    /// Blocks until every finalizer queued so far has run. Finalizers are
+    /// queued by cycles: `collect()` then `wait_for_finalizers()` runs the
+    /// finalizers of everything unreachable at the time of the call. Panics
+    /// if called from a finalizer.
+    pub fn wait_for_finalizers(&self) {
+        self.inner.wait_finalizers();
     }
 
     /// Statistics.

@@ -92,6 +92,12 @@ impl<'gc, T: Trace + 'gc> Gc<'gc, T> {
         self.ptr.as_ptr() as *const GcBox<()>
     }
 
+    /// The box pointer.
+    #[inline]
+    pub(crate) fn as_box(this: Gc<'gc, T>) -> NonNull<GcBox<T>> {
+        this.ptr
+    }
+
     /// True if both handles name the same object.
     #[inline]
     pub fn ptr_eq(a: Gc<'gc, T>, b: Gc<'gc, T>) -> bool {

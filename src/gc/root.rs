@@ -12,12 +12,11 @@
 //! cycle that has started, and the collector waits for its shading before it
 //! ends marking (see `mod.rs`).
 
-use crate::gc::heap::HeapInner;
+use crate::gc::heap::HeapRef;
 use crate::gc::mutator::Mutator;
 use crate::gc::ptr::{Gc, GcBox, Rebrand};
 use core::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Arc;
 
 /// The heap's registered roots.
 #[derive(Default)]
@@ -55,7 +54,7 @@ impl RootSlots {
 /// the object's type with any brand (`Root<Node<'static>>` for a
 /// `Gc<'gc, Node<'gc>>`); see [`Rebrand`].
 pub struct Root<R: Rebrand> {
-    heap: Arc<HeapInner>,
+    heap: HeapRef,
     slot: usize,
     obj: AtomicPtr<GcBox<()>>,
     _type: PhantomData<fn() -> R>,
@@ -80,11 +79,11 @@ impl<R: Rebrand> Root<R> {
             }
             roots.insert(obj as usize)
         });
-        Root { heap: m.heap_arc(), slot, obj: AtomicPtr::new(obj as *mut GcBox<()>), _type: PhantomData }
+        Root { heap: HeapRef::new(m.heap_arc()), slot, obj: AtomicPtr::new(obj as *mut GcBox<()>), _type: PhantomData }
     }
 
     fn check_heap(&self, m: &Mutator<'_>) {
-        assert!(core::ptr::eq(m.heap(), &*self.heap), "gomalloc::gc: a Root used with a mutator of another heap");
+        assert!(core::ptr::eq(m.heap(), &**self.heap), "gomalloc::gc: a Root used with a mutator of another heap");
     }
 
     /// The rooted object, as a handle of the current scope.

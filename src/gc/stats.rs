@@ -62,6 +62,20 @@ pub struct GcStats {
     pub cached_spans: usize,
     /// Registered roots.
     pub roots: usize,
+    /// Weak handles cleared because their object was found unreachable.
+    pub weak_cleared: u64,
+    /// Weak slots the collector still tracks.
+    pub weak_slots: usize,
+    /// Objects with a finalizer not yet found unreachable.
+    pub finalizers_registered: usize,
+    /// Finalizers queued since the heap was created.
+    pub finalizers_queued: u64,
+    /// Finalizers queued and not yet run.
+    pub finalizers_ready: usize,
+    /// Finalizers run.
+    pub finalizers_run: u64,
+    /// Finalizers that panicked (counted in `finalizers_run` too).
+    pub finalizers_panicked: u64,
 }
 
 /// The last `PAUSE_RING` pauses, their maximum, total and count.
