@@ -89,7 +89,6 @@ compile_error!("gomalloc supports 64-bit Linux only");
 pub mod bitmap;
 #[doc(hidden)]
 pub mod fixalloc;
-#[cfg(not(gomalloc_loom))]
 pub mod gc;
 #[cfg(not(gomalloc_loom))]
 mod globals;

@@ -13,9 +13,8 @@
 use crate::gc::mutator::Mutator;
 use crate::gc::ptr::{Gc, GcBox, Invariant};
 use crate::gc::trace::{Trace, Tracer};
+use crate::sync::{AtomicPtr, Mutex, MutexGuard, Ordering};
 use core::marker::PhantomData;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
 
 fn raw<'gc, T: Trace + 'gc>(v: Option<Gc<'gc, T>>) -> *mut GcBox<()> {
     v.map_or(core::ptr::null_mut(), |g| g.erased() as *mut GcBox<()>)
@@ -99,7 +98,7 @@ impl<'gc, T: Trace + 'gc> GcVec<'gc, T> {
         GcVec { items: Mutex::new(Vec::new()), _brand: PhantomData, _type: PhantomData }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<*mut GcBox<()>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<*mut GcBox<()>>> {
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -34,8 +34,10 @@
 use crate::gc::heap::{HeapInner, HeapRef};
 use crate::gc::mutator::Mutator;
 use crate::gc::ptr::{Gc, GcBox, Rebrand};
+use crate::sync::thread::{self, JoinHandle, ThreadId};
+use crate::sync::{Condvar, Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 /// A finalizer with its type erased: called with the object's address.
 pub(crate) type ErasedFinalizer = Box<dyn for<'gc> FnOnce(&Mutator<'gc>, *const GcBox<()>) + Send>;
@@ -67,11 +69,11 @@ pub(crate) struct Finalizers {
     pub wake: Condvar,
     /// Signalled when the ready queue drains.
     pub idle: Condvar,
-    pub thread: Mutex<Option<(std::thread::JoinHandle<()>, std::thread::ThreadId)>>,
+    pub thread: Mutex<Option<(JoinHandle<()>, ThreadId)>>,
 }
 
 impl Finalizers {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, FinalizerTable> {
+    pub fn lock(&self) -> MutexGuard<'_, FinalizerTable> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -176,7 +178,7 @@ impl HeapInner {
         }
         let weak = Arc::downgrade(me);
         let fins = self.finalizers.clone();
-        let handle = std::thread::Builder::new()
+        let handle = thread::Builder::new()
             .name(format!("gomalloc-gc-fin-{}", self.id))
             .spawn(move || finalizer_main(weak, fins))
             .expect("gomalloc: cannot start the GC finalizer thread");
@@ -187,7 +189,7 @@ impl HeapInner {
     /// Blocks until every queued finalizer has run.
     pub(crate) fn wait_finalizers(&self) {
         let on_thread = self.finalizers.thread.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(_, id)| *id)
-            == Some(std::thread::current().id());
+            == Some(thread::current().id());
         assert!(!on_thread, "gomalloc::gc: wait_for_finalizers called from a finalizer");
         let mut t = self.finalizers.lock();
         while (!t.ready.is_empty() || t.running != 0) && !t.shutdown {
@@ -207,7 +209,7 @@ impl HeapInner {
         self.finalizers.idle.notify_all();
         let thread = self.finalizers.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((handle, id)) = thread {
-            if id != std::thread::current().id() {
+            if id != thread::current().id() {
                 let _ = handle.join();
             }
         }

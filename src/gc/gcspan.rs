@@ -24,7 +24,7 @@ use crate::gc::ptr::GcBox;
 use crate::mheap::MHeap;
 use crate::sizeclass::{CLASS_SIZE, PAGE_SIZE};
 use crate::span::Span;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// Bytes at the start of a span reserved for the header.
 pub const HEADER_BYTES: usize = 256;

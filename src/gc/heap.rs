@@ -40,8 +40,9 @@ use crate::gc::mutator::MutatorState;
 use crate::gc::stats::{GcStats, PauseRing};
 use crate::mheap::MHeap;
 use crate::sizeclass::NUM_CLASSES;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use crate::sync::thread::{self, backoff, JoinHandle, ThreadId};
+use crate::sync::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// The heap goal never falls below this (Go's 4 MiB floor).
@@ -185,8 +186,8 @@ pub(crate) struct HeapInner {
     pub goal: AtomicUsize,
 
     pub control: Arc<Control>,
-    pub collector: Mutex<Option<std::thread::JoinHandle<()>>>,
-    pub collector_thread: Mutex<Option<std::thread::ThreadId>>,
+    pub collector: Mutex<Option<JoinHandle<()>>>,
+    pub collector_thread: Mutex<Option<ThreadId>>,
     pub stats: Mutex<GcStats>,
     pub pauses: PauseRing,
     pub started: Instant,
@@ -198,12 +199,12 @@ unsafe impl Send for HeapInner {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for HeapInner {}
 
-static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
-
 impl HeapInner {
     pub fn new(pages: &'static MHeap, config: GcConfig) -> Arc<HeapInner> {
-        let inner = Arc::new(HeapInner {
-            id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
+        // The identity is the address of the shared allocation: unique while
+        // any strong or weak reference (a thread's registration) exists.
+        let inner = Arc::new_cyclic(|me| HeapInner {
+            id: me.as_ptr() as usize,
             pages,
             config: Mutex::new(config),
             gc_percent: AtomicI32::new(config.gc_percent),
@@ -251,7 +252,7 @@ impl HeapInner {
         inner
     }
 
-    fn lock_spans(&self) -> std::sync::MutexGuard<'_, SpanLists> {
+    fn lock_spans(&self) -> MutexGuard<'_, SpanLists> {
         self.spans.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -279,7 +280,7 @@ impl HeapInner {
                         let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
                         debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
                         // Counted from the pop, so `collect` can wait for it.
-                        self.sweeping.fetch_add(1, Ordering::SeqCst);
+                        self.sweeping.fetch_add(1, Ordering::Relaxed);
                         (s, self.sweepgen.load(Ordering::Relaxed))
                     }
                     None => break,
@@ -294,17 +295,20 @@ impl HeapInner {
                     (*span).holder.store(1, Ordering::Relaxed);
                     l.unswept[class].push(span);
                     drop(l);
-                    self.sweeping.fetch_sub(1, Ordering::SeqCst);
+                    // Release pairs with the collector's Acquire loads of `sweeping`.
+                    self.sweeping.fetch_sub(1, Ordering::Release);
                     break;
                 }
                 if (*span).has_free() {
                     (*span).holder.store(2, Ordering::Relaxed);
                     self.lock_spans().cached += 1;
-                    self.sweeping.fetch_sub(1, Ordering::SeqCst);
+                    // Release pairs with the collector's Acquire loads of `sweeping`.
+                    self.sweeping.fetch_sub(1, Ordering::Release);
                     return span;
                 }
                 self.file_swept(span);
-                self.sweeping.fetch_sub(1, Ordering::SeqCst);
+                // Release pairs with the collector's Acquire loads of `sweeping`.
+                self.sweeping.fetch_sub(1, Ordering::Release);
             }
         }
         let span = GcSpan::create(self.pages, class, 0, self.sweepgen.load(Ordering::Acquire), self.id);
@@ -409,12 +413,12 @@ impl HeapInner {
     /// # Safety
     /// The caller holds the span.
     unsafe fn try_sweep(&self, span: *mut GcSpan, sg: u64) -> bool {
-        // The caller's SeqCst increment of `sweeping` and this SeqCst load
-        // are the Dekker pair with the collector's SeqCst store of
-        // `sweep_allowed = false` and load of `sweeping` in
-        // `close_sweeping`: either this sweep sees sweeping closed, or the
-        // collector waits for it.
-        if !self.sweep_allowed.load(Ordering::SeqCst) {
+        // The caller's increment of `sweeping`, this fence and load are the
+        // Dekker pair with the collector's store of `sweep_allowed = false`,
+        // fence and load of `sweeping` in `close_sweeping`: either this sweep
+        // sees sweeping closed, or the collector waits for it.
+        fence(Ordering::SeqCst);
+        if !self.sweep_allowed.load(Ordering::Relaxed) {
             return false;
         }
         // SAFETY: forwarded: the caller holds the span; sweeping is open.
@@ -429,10 +433,12 @@ impl HeapInner {
 
     /// Stops new sweeps and waits for those in flight.
     fn close_sweeping(&self) {
-        // SeqCst: see `try_sweep`.
-        self.sweep_allowed.store(false, Ordering::SeqCst);
-        while self.sweeping.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
+        // See `try_sweep`.
+        self.sweep_allowed.store(false, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // Acquire pairs with the Release decrement that ends a sweep.
+        while self.sweeping.load(Ordering::Acquire) != 0 {
+            thread::yield_now();
         }
     }
 
@@ -451,7 +457,7 @@ impl HeapInner {
                     let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
                     debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
                     // Counted from the pop, so `collect` can wait for it.
-                    self.sweeping.fetch_add(1, Ordering::SeqCst);
+                    self.sweeping.fetch_add(1, Ordering::Relaxed);
                     (s, c, sg)
                 }
                 None => return false,
@@ -469,7 +475,8 @@ impl HeapInner {
                 false
             }
         };
-        self.sweeping.fetch_sub(1, Ordering::SeqCst);
+        // Release pairs with the collector's Acquire loads of `sweeping`.
+        self.sweeping.fetch_sub(1, Ordering::Release);
         swept
     }
 
@@ -478,13 +485,14 @@ impl HeapInner {
         loop {
             while self.sweep_one() {}
             let pending = self.lock_spans().unswept.iter().any(|v| !v.is_empty());
-            if !pending && self.sweeping.load(Ordering::SeqCst) == 0 {
+            // Acquire pairs with the Release decrement that ends a sweep.
+            if !pending && self.sweeping.load(Ordering::Acquire) == 0 {
                 return;
             }
-            if !self.sweep_allowed.load(Ordering::SeqCst) {
+            if !self.sweep_allowed.load(Ordering::Acquire) {
                 return;
             }
-            std::thread::yield_now();
+            thread::yield_now();
         }
     }
 
@@ -572,9 +580,10 @@ impl HeapInner {
         self.close_sweeping();
         let cpu_sweep_prev = thread_cpu_time().saturating_sub(cpu0);
 
-        // 2. Start. SeqCst: pairs with the SeqCst `in_barrier` store and
-        // `marking` load in the barrier (a Dekker pair: either the barrier
-        // sees `marking`, or `wait_barriers` sees the barrier in progress).
+        // 2. Start. `marking`, then the fence in `wait_barriers`, against the
+        // barrier's `in_barrier`, fence, `marking` (a Dekker pair: either
+        // the barrier sees `marking`, or `wait_barriers` sees the barrier in
+        // progress). SeqCst stores: Release for the barrier's Acquire.
         self.marked_bytes.store(0, Ordering::Relaxed);
         self.alloc_black.store(true, Ordering::SeqCst);
         self.marking.store(true, Ordering::SeqCst);
@@ -599,17 +608,13 @@ impl HeapInner {
             if self.mutators_past(cycle) && self.grey_empty() {
                 break;
             }
+            backoff(waits);
             waits += 1;
-            if waits < 64 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
         }
         // SeqCst: ordered before `marking` turns off, so an upgrade that
         // reads `marking == false` after this point sees it (`weak.rs`).
         self.mark_done.store(true, Ordering::SeqCst);
-        // SeqCst: the same Dekker pair as at the start.
+        // The same Dekker pair as at the start.
         self.marking.store(false, Ordering::SeqCst);
         self.wait_barriers();
         self.drain(usize::MAX);
@@ -680,16 +685,20 @@ impl HeapInner {
     /// Waits until no mutator is inside a write barrier and no root
     /// operation is shading.
     fn wait_barriers(&self) {
+        // The collector's half of the Dekker pairs with `with_barrier` and
+        // `root_barrier`: its `marking` store, this fence, then the loads.
+        fence(Ordering::SeqCst);
         let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for m in muts {
-            // SeqCst: see `run_cycle`.
-            while m.in_barrier.load(Ordering::SeqCst) {
-                std::hint::spin_loop();
+            // Acquire pairs with the Release store that ends a barrier: its
+            // shades are pushed.
+            while m.in_barrier.load(Ordering::Acquire) {
+                crate::sync::spin_hint();
             }
         }
-        // SeqCst: the Dekker pair of `root_barrier`.
-        while self.root_barriers.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
+        // Acquire: as above, with `root_barrier`'s Release decrement.
+        while self.root_barriers.load(Ordering::Acquire) != 0 {
+            crate::sync::spin_hint();
         }
     }
 
@@ -697,10 +706,12 @@ impl HeapInner {
     /// not a mutator: `f(marking)` finishes its shading before the collector
     /// can end marking.
     pub fn root_barrier<R>(&self, f: impl FnOnce(bool) -> R) -> R {
-        // SeqCst increment and load: the Dekker pair with the collector's
-        // SeqCst `marking` store and `root_barriers` load.
-        self.root_barriers.fetch_add(1, Ordering::SeqCst);
-        let r = f(self.marking.load(Ordering::SeqCst));
+        // Increment, fence, load: the Dekker pair with the collector's
+        // `marking` store, fence and `root_barriers` load (`wait_barriers`).
+        // Acquire: as in `with_barrier`.
+        self.root_barriers.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let r = f(self.marking.load(Ordering::Acquire));
         self.root_barriers.fetch_sub(1, Ordering::Release);
         r
     }
@@ -717,12 +728,8 @@ impl HeapInner {
         for m in muts {
             let mut waits = 0u32;
             while !m.flush_if_idle(self) && !m.resynced(flip) {
+                backoff(waits);
                 waits += 1;
-                if waits < 64 {
-                    std::thread::yield_now();
-                } else {
-                    std::thread::sleep(Duration::from_micros(50));
-                }
             }
         }
     }
@@ -800,7 +807,7 @@ impl HeapInner {
         }
         let weak: Weak<HeapInner> = Arc::downgrade(self);
         let control = self.control.clone();
-        let t = std::thread::Builder::new()
+        let t = thread::Builder::new()
             .name(format!("gomalloc-gc-{}", self.id))
             .spawn(move || collector_main(weak, control))
             .expect("gomalloc: cannot start the GC collector thread");
@@ -929,7 +936,7 @@ impl HeapInner {
         }
         self.control.wake.notify_all();
         self.control.done.notify_all();
-        let me = std::thread::current().id();
+        let me = thread::current().id();
         let on_collector = *self.collector_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(me);
         if let Some(t) = self.collector.lock().unwrap_or_else(|e| e.into_inner()).take() {
             if !on_collector {

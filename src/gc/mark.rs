@@ -15,7 +15,7 @@ use crate::gc::gcspan::GcSpan;
 use crate::gc::heap::HeapInner;
 use crate::gc::ptr::GcBox;
 use crate::gc::trace::Tracer;
-use std::sync::atomic::Ordering;
+use crate::sync::Ordering;
 
 impl HeapInner {
     /// Shades `obj` grey if it is white. Returns true if this call marked it.

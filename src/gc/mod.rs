@@ -105,7 +105,7 @@
 //!    is outside `enter` or entered after the cycle began (a ragged
 //!    handshake at scope boundaries, never a stop-the-world), the grey queue
 //!    is empty, and no barrier that could have read a stale phase is in
-//!    flight (a SeqCst flag per mutator against the SeqCst phase word).
+//!    flight (a flag per mutator against the phase word, SC fences between).
 //! 5. **Sweep never frees an object a scope can still reach**: rule 4 marks
 //!    every such object, and objects allocated after the flip by scopes that
 //!    had not yet seen it are allocated black (a scope re-reads the
@@ -205,6 +205,7 @@ pub struct Heap {
     inner: HeapRef,
 }
 
+#[cfg(not(gomalloc_loom))]
 impl Default for Heap {
     fn default() -> Self {
         Heap::new()
@@ -214,15 +215,40 @@ impl Default for Heap {
 impl Heap {
     /// A heap configured from the environment (`GOMALLOC_GC_PERCENT`,
     /// `GOMALLOC_MEMORY_LIMIT`, `GOMALLOC_GCTRACE`).
+    #[cfg(not(gomalloc_loom))]
     pub fn new() -> Heap {
         Heap::with_config(GcConfig::from_env())
     }
 
     /// A heap with explicit settings.
+    #[cfg(not(gomalloc_loom))]
     pub fn with_config(config: GcConfig) -> Heap {
         let inner = HeapInner::new(crate::globals::ALLOCATOR.heap(), config);
         inner.ensure_collector();
         Heap { inner: HeapRef::new(inner) }
+    }
+
+    /// A heap over `pages` with no collector thread, for the loom models:
+    /// they run the collector's steps on threads of their own
+    /// ([`Heap::model_cycle`]).
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub fn for_model(pages: &'static crate::mheap::MHeap, config: GcConfig) -> Heap {
+        Heap { inner: HeapRef::new(HeapInner::new(pages, config)) }
+    }
+
+    /// Runs one whole cycle on the calling thread (loom models).
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub fn model_cycle(&self) {
+        self.inner.run_cycle(true);
+    }
+
+    /// Sweeps every unswept span on the calling thread (loom models).
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub fn model_sweep(&self) {
+        while self.inner.sweep_one() {}
     }
 
     /// Runs `f` as a mutator of this heap. Handles made inside cannot leave
@@ -253,7 +279,7 @@ impl Heap {
     pub fn collect(&self) {
         let state = mutator::state_for(&self.inner);
         assert!(
-            state.entered.load(std::sync::atomic::Ordering::Relaxed) == 0,
+            state.entered.load(crate::sync::Ordering::Relaxed) == 0,
             "gomalloc::gc: Heap::collect called inside Heap::enter of the same heap"
         );
         self.inner.collect_blocking();
@@ -274,7 +300,7 @@ impl Heap {
 
     /// Sets `gc_percent` (see [`GcConfig`]); returns the previous value.
     pub fn set_gc_percent(&self, percent: i32) -> i32 {
-        let old = self.inner.gc_percent.swap(percent, std::sync::atomic::Ordering::Relaxed);
+        let old = self.inner.gc_percent.swap(percent, crate::sync::Ordering::Relaxed);
         self.inner.set_goal(self.inner.stats.lock().unwrap_or_else(|e| e.into_inner()).live_bytes);
         old
     }
@@ -282,7 +308,7 @@ impl Heap {
     /// Sets the soft memory limit in bytes (`usize::MAX` for none); returns
     /// the previous value.
     pub fn set_memory_limit(&self, bytes: usize) -> usize {
-        let old = self.inner.memory_limit.swap(bytes, std::sync::atomic::Ordering::Relaxed);
+        let old = self.inner.memory_limit.swap(bytes, crate::sync::Ordering::Relaxed);
         self.inner.set_goal(self.inner.stats.lock().unwrap_or_else(|e| e.into_inner()).live_bytes);
         old
     }

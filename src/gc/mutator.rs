@@ -10,8 +10,8 @@
 //! collector flushes the cache of a mutator that is outside. The cache is
 //! touched by the owning thread inside `enter`, or by the collector while it
 //! holds `LOCKED`; never both. `in_barrier` pairs with `HeapInner::marking`
-//! (both SeqCst) so the collector can wait out barriers that may have read a
-//! stale phase.
+//! (a store, a SeqCst fence and a load on each side) so the collector can
+//! wait out barriers that may have read a stale phase.
 //!
 //! Invariant: a mutator allocating white is inside a scope that began before
 //! the current cycle started (its cache synchronised before `alloc_black`
@@ -24,9 +24,8 @@ use crate::gc::gcspan::{objects_per_span, GcSpan, MAX_ALIGN};
 use crate::gc::heap::HeapInner;
 use crate::gc::ptr::{GcBox, Invariant};
 use crate::sizeclass::{aligned_size_to_class, size_to_class, MAX_SMALL_SIZE, NUM_CLASSES};
-use core::cell::UnsafeCell;
+use crate::sync::{fence, AtomicBool, AtomicU64, Ordering, UnsafeCell};
 use core::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -84,6 +83,19 @@ impl MutatorState {
         }
     }
 
+    /// The cache, for its current user: the owning thread inside `enter`,
+    /// or the collector while it holds `LOCKED`. Under loom the access is
+    /// recorded here, so a model in which both use it at once fails.
+    ///
+    /// # Safety
+    /// The caller is the cache's current user (module header) and holds no
+    /// other reference to it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn cache_mut(&self) -> &mut MutatorCache {
+        // SAFETY: the caller is the cache's sole user for now.
+        self.cache.with_mut(|p| unsafe { &mut *p })
+    }
+
     /// True if the mutator has resynchronised since the flip that produced
     /// `flip_epoch`, so its cache holds no span from before it.
     pub fn resynced(&self, flip_epoch: u64) -> bool {
@@ -106,7 +118,7 @@ impl MutatorState {
         // are visible.
         if self.entered.compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             // SAFETY: LOCKED gives the collector sole use of the cache.
-            unsafe { flush(&mut *self.cache.get(), heap) };
+            unsafe { flush(self.cache_mut(), heap) };
             // Release pairs with the Acquire of the owner's next `enter`.
             self.entered.store(0, Ordering::Release);
             true
@@ -126,7 +138,7 @@ impl MutatorState {
                 Ok(_) => break,
                 Err(LOCKED) => {
                     waited = true;
-                    std::hint::spin_loop();
+                    crate::sync::spin_hint();
                 }
                 Err(_) => panic!("gomalloc::gc: Heap::enter is not reentrant for the same heap on one thread"),
             }
@@ -135,13 +147,13 @@ impl MutatorState {
             heap.pauses.record(wait.elapsed());
         }
         // SAFETY: the thread is inside `enter`: the cache is its own.
-        unsafe { self.sync(&mut *self.cache.get(), heap) };
+        unsafe { self.sync(self.cache_mut(), heap) };
     }
 
     /// Marks the calling thread outside `enter`.
     pub fn leave(&self, heap: &HeapInner) {
         // SAFETY: still inside: the cache is ours.
-        unsafe { report(&mut *self.cache.get(), heap) };
+        unsafe { report(self.cache_mut(), heap) };
         // Release pairs with the collector's Acquire in `flush_if_idle`.
         self.entered.store(0, Ordering::Release);
     }
@@ -197,7 +209,7 @@ impl MutatorState {
     ) -> (*mut GcBox<()>, bool, *mut GcSpan) {
         assert!(align <= MAX_ALIGN, "gomalloc::gc: alignment {align} is above the supported {MAX_ALIGN}");
         // SAFETY: inside `enter`: the cache is ours.
-        let c = unsafe { &mut *self.cache.get() };
+        let c = unsafe { self.cache_mut() };
         if c.epoch != heap.epoch.load(Ordering::Relaxed) {
             // SAFETY: as above.
             unsafe { self.sync(c, heap) };
@@ -299,10 +311,17 @@ impl MutatorState {
     /// finished before the collector can end marking. Every path that
     /// shades goes through here (or `HeapInner::root_barrier`).
     pub fn with_barrier<R>(&self, heap: &HeapInner, f: impl FnOnce(bool) -> R) -> R {
-        // SeqCst store and load: the Dekker pair with the collector's
-        // `marking` store and `wait_barriers` load (heap.rs).
-        self.in_barrier.store(true, Ordering::SeqCst);
-        let r = f(heap.marking.load(Ordering::SeqCst));
+        // The Dekker pair with the collector (`run_cycle` stores `marking`,
+        // then `wait_barriers` fences and reads `in_barrier`): each side
+        // stores its flag, fences (SeqCst), then reads the other's. So
+        // either this barrier reads the new `marking`, or the collector sees
+        // `in_barrier` and waits for it. Fences rather than SeqCst accesses:
+        // the same guarantee, and loom models fences exactly.
+        self.in_barrier.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // Acquire pairs with the collector's SeqCst (so Release) stores of
+        // `marking`: what it published before them (`mark_done`) is seen.
+        let r = f(heap.marking.load(Ordering::Acquire));
         // Release: the collector's wait sees the shades pushed.
         self.in_barrier.store(false, Ordering::Release);
         r
@@ -370,8 +389,14 @@ impl Drop for Registration {
     }
 }
 
+#[cfg(not(gomalloc_loom))]
 thread_local! {
     static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+// Loom runs every modelled thread on one OS thread: its own thread-locals.
+#[cfg(gomalloc_loom)]
+loom::thread_local! {
+    static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = std::cell::RefCell::new(Vec::new());
 }
 
 /// The calling thread's mutator state for `heap`, registering it first.
@@ -446,7 +471,7 @@ impl<'gc> Mutator<'gc> {
     pub fn safepoint(&self) {
         // SAFETY: inside `enter`, the cache is ours.
         unsafe {
-            let c = &mut *self.state().cache.get();
+            let c = self.state().cache_mut();
             if c.epoch != self.heap().epoch.load(Ordering::Relaxed) {
                 self.state().sync(c, self.heap());
             }

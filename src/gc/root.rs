@@ -15,8 +15,8 @@
 use crate::gc::heap::HeapRef;
 use crate::gc::mutator::Mutator;
 use crate::gc::ptr::{Gc, GcBox, Rebrand};
+use crate::sync::{AtomicPtr, Ordering};
 use core::marker::PhantomData;
-use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// The heap's registered roots.
 #[derive(Default)]

@@ -9,7 +9,7 @@
 //! spans to the sweeper after a flip. Mutators never stop for marking;
 //! allocation assists (mutator time spent marking) are reported separately.
 
-use std::sync::Mutex;
+use crate::sync::Mutex;
 use std::time::Duration;
 
 /// Pauses kept for `GcStats::recent_pauses`.

@@ -32,8 +32,8 @@ use crate::gc::ptr::{Gc, GcBox, Invariant, Rebrand};
 use crate::gc::root::Root;
 use crate::gc::trace::{Trace, Tracer};
 use crate::gc::GcCell;
+use crate::sync::{AtomicPtr, Ordering};
 use core::marker::PhantomData;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Instant;
 
 /// The indirection object a weak handle points at.
@@ -169,7 +169,7 @@ fn upgrade_raw<'gc>(m: &Mutator<'gc>, slot: &WeakSlot) -> *const GcBox<()> {
         }
         waited.get_or_insert_with(Instant::now);
         while heap.mark_done.load(Ordering::SeqCst) {
-            std::thread::yield_now();
+            crate::sync::thread::yield_now();
         }
     }
 }

@@ -13,9 +13,47 @@ mod lock;
 pub use lock::RawLock;
 
 #[cfg(not(gomalloc_loom))]
-pub use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub use core::sync::atomic::{
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 #[cfg(gomalloc_loom)]
-pub use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
+
+#[cfg(gomalloc_loom)]
+pub use loom::sync::{Condvar, Mutex, MutexGuard};
+/// Blocking locks and condition variables, used by the GC (never on a
+/// `malloc` path): std's, or loom's under `gomalloc_loom`.
+#[cfg(not(gomalloc_loom))]
+pub use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Threads, used by the GC's collector and finalizer threads and its wait
+/// loops: std's, or loom's under `gomalloc_loom`.
+pub mod thread {
+    #[cfg(gomalloc_loom)]
+    pub use loom::thread::{current, yield_now, Builder, JoinHandle, ThreadId};
+    #[cfg(not(gomalloc_loom))]
+    pub use std::thread::{current, yield_now, Builder, JoinHandle, ThreadId};
+
+    /// One wait in a loop that polls another thread's progress (`round`
+    /// counts from 0): yields at first, then sleeps briefly so a long wait
+    /// does not burn a core. Under loom, always a yield, which lets the
+    /// model schedule the thread being waited for.
+    pub fn backoff(round: u32) {
+        #[cfg(not(gomalloc_loom))]
+        if round < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        #[cfg(gomalloc_loom)]
+        {
+            let _ = round;
+            loom::thread::yield_now();
+        }
+    }
+}
 
 /// Atomics that loom does not model, in both builds: the arena index and the
 /// page → span table, which live in `mmap`ed memory that loom's types cannot
