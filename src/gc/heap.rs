@@ -736,6 +736,11 @@ impl HeapInner {
 
     /// True if every mutator is outside `enter` or entered during `cycle`.
     fn mutators_past(&self, cycle: u64) -> bool {
+        // The collector's half of the Dekker pair with `MutatorState::enter`
+        // (its `entered` CAS, fence, epoch load): the cycle's start was
+        // stored before this fence, so a mutator read here as outside sees
+        // it when it enters.
+        fence(Ordering::SeqCst);
         let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner());
         muts.iter().all(|m| m.past(cycle))
     }

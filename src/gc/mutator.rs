@@ -143,6 +143,14 @@ impl MutatorState {
                 Err(_) => panic!("gomalloc::gc: Heap::enter is not reentrant for the same heap on one thread"),
             }
         }
+        // The Dekker pair with the collector's termination check
+        // (`mutators_past`: fence, then `entered`): if the collector read
+        // this mutator as outside, this scope must see the cycle's start
+        // (allocation black, the new epoch) in `sync` below, or it could
+        // allocate white after termination into a span the flip is about to
+        // make unswept, and the object would die reachable. Found by the
+        // loom model `allocation_during_a_cycle_is_black`.
+        fence(Ordering::SeqCst);
         if waited {
             heap.pauses.record(wait.elapsed());
         }

@@ -1,0 +1,259 @@
+//! Model 5, the GC: the real `gomalloc::gc` heap (`Heap::for_model`: no
+//! collector thread; the model runs the collector's whole cycle,
+//! `Heap::model_cycle`, and its sweep on a thread of its own) against a
+//! mutator thread using the public API.
+//!
+//! Objects carry a checksum and a drop counter. Every model ends with the
+//! same audit: after the threads join, a final sequential cycle and sweep,
+//! every object the mutator can still reach is intact and was never dropped,
+//! and everything else was dropped exactly once (`audit`).
+//!
+//! - `barrier_keeps_a_moved_object`: the mutator moves the only reference
+//!   to B from one field of the root object to another while a cycle runs
+//!   (the lost-object race the write barrier exists for). Invariant: B is
+//!   marked at termination, so it survives (tri-colour invariant).
+//! - `allocation_during_a_cycle_is_black`: the mutator allocates C and
+//!   stores it in the root object while a cycle runs. Invariant: C
+//!   survives, whatever phase the store lands in.
+//! - `termination_waits_for_older_scopes`: the mutator takes B, unlinks it,
+//!   and keeps using it in the same scope while a cycle runs. Invariant: B
+//!   is not dropped while the scope that holds it is open (the ragged
+//!   handshake at scope boundaries).
+//! - `weak_upgrade_races_the_cycle`: X is only weakly reachable; the
+//!   mutator upgrades its weak root while a cycle runs. Invariant: an
+//!   upgrade that returns X keeps it alive for the scope; one that returns
+//!   `None` means X is dropped. Both outcomes occur.
+//! - `sweeping_stops_before_marking`: a sweeper thread sweeps the previous
+//!   cycle's spans while the next cycle starts. Invariant: no sweep clears
+//!   mark bits the new cycle set (the `sweep_allowed`/`sweeping` Dekker
+//!   pair), so live objects survive and garbage dies once.
+//!
+//! Mutations tried (one at a time, in a scratch copy; see the README).
+#![cfg(gomalloc_loom)]
+
+use gomalloc::gc::{GcCell, GcConfig, Heap, Root, Trace, WeakRoot};
+use gomalloc::malloc::Allocator;
+use gomalloc::mheap::MHeap;
+use gomalloc_loom_tests::{builder, Outcomes};
+use loom::thread;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Counts drops (outside loom: it is the model's observation, not part of
+/// the protocol).
+struct Tally(Arc<AtomicUsize>);
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Trace)]
+struct Obj<'gc> {
+    id: u64,
+    check: u64,
+    a: GcCell<'gc, Obj<'gc>>,
+    b: GcCell<'gc, Obj<'gc>>,
+    #[gc(skip)]
+    _tally: Tally,
+}
+
+fn checksum(id: u64) -> u64 {
+    id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0FFEE
+}
+
+/// One model execution's world: an allocator, a GC heap over its pages, and
+/// the drop counter.
+struct World {
+    // Field order: the heap is dropped before the allocator it draws from.
+    heap: Heap,
+    drops: Arc<AtomicUsize>,
+    _alloc: Arc<Allocator>,
+}
+
+impl World {
+    fn new() -> World {
+        let alloc = Arc::new(Allocator::new(None));
+        // SAFETY: `World` drops the heap (and with it every span) before
+        // the allocator, so the page heap outlives every use.
+        let pages: &'static MHeap = unsafe { &*(alloc.heap() as *const MHeap) };
+        let heap = Heap::for_model(pages, GcConfig { gc_percent: -1, memory_limit: usize::MAX, trace: false });
+        World { heap, drops: Arc::new(AtomicUsize::new(0)), _alloc: alloc }
+    }
+
+    fn obj<'gc>(&self, m: &gomalloc::gc::Mutator<'gc>, id: u64) -> gomalloc::gc::Gc<'gc, Obj<'gc>> {
+        m.alloc(Obj {
+            id,
+            check: checksum(id),
+            a: GcCell::new(None),
+            b: GcCell::new(None),
+            _tally: Tally(self.drops.clone()),
+        })
+    }
+
+    fn drops(&self) -> usize {
+        self.drops.load(Ordering::SeqCst)
+    }
+
+    /// Runs the collector's cycle and sweep on a model thread.
+    fn collector(&self) -> thread::JoinHandle<()> {
+        let heap = self.heap.clone();
+        thread::spawn(move || {
+            heap.model_cycle();
+            heap.model_sweep();
+        })
+    }
+
+    /// A full cycle and sweep on this thread, with no mutator running.
+    fn settle(&self) {
+        self.heap.model_cycle();
+        self.heap.model_sweep();
+    }
+}
+
+/// The objects reachable from `root` through `a`/`b`, checked intact.
+fn reachable(w: &World, root: &Root<Obj<'static>>) -> usize {
+    w.heap.enter(|m| {
+        let mut seen = Vec::new();
+        let mut stack = vec![root.get(m)];
+        while let Some(o) = stack.pop() {
+            assert_eq!(o.check, checksum(o.id), "a reachable object was freed or corrupted");
+            if seen.contains(&o.id) {
+                continue;
+            }
+            seen.push(o.id);
+            stack.extend(o.a.get());
+            stack.extend(o.b.get());
+        }
+        seen.len()
+    })
+}
+
+/// After the threads join: one more cycle, then everything reachable is
+/// intact and everything else dropped exactly once; `made` objects in all.
+fn audit(w: &World, root: &Root<Obj<'static>>, made: usize) {
+    w.settle();
+    let live = reachable(w, root);
+    assert_eq!(w.drops(), made - live, "dropped != made - reachable");
+}
+
+#[test]
+fn barrier_keeps_a_moved_object() {
+    builder().check(|| {
+        let w = World::new();
+        // root.a = B; root.b = None.
+        let root: Root<Obj<'static>> = w.heap.enter(|m| {
+            let r = w.obj(m, 1);
+            r.a.set(m, Some(w.obj(m, 2)));
+            m.root(r)
+        });
+        let collector = w.collector();
+        w.heap.enter(|m| {
+            let r = root.get(m);
+            let b = r.a.get();
+            r.b.set(m, b);
+            r.a.set(m, None);
+        });
+        collector.join().unwrap();
+        assert_eq!(w.drops(), 0, "B was dropped while reachable from the root");
+        audit(&w, &root, 2);
+    });
+}
+
+#[test]
+fn allocation_during_a_cycle_is_black() {
+    builder().check(|| {
+        let w = World::new();
+        let root: Root<Obj<'static>> = w.heap.enter(|m| m.root(w.obj(m, 1)));
+        let collector = w.collector();
+        w.heap.enter(|m| {
+            let c = w.obj(m, 3);
+            root.get(m).a.set(m, Some(c));
+        });
+        collector.join().unwrap();
+        assert_eq!(w.drops(), 0, "C was dropped while reachable from the root");
+        audit(&w, &root, 2);
+    });
+}
+
+#[test]
+fn termination_waits_for_older_scopes() {
+    builder().check(|| {
+        let w = World::new();
+        let root: Root<Obj<'static>> = w.heap.enter(|m| {
+            let r = w.obj(m, 1);
+            r.a.set(m, Some(w.obj(m, 2)));
+            m.root(r)
+        });
+        let collector = w.collector();
+        w.heap.enter(|m| {
+            let b = root.get(m).a.get().unwrap();
+            root.get(m).a.set(m, None);
+            // B is held only by this scope now; a cycle may be running.
+            thread::yield_now();
+            assert_eq!(w.drops(), 0, "B was dropped while a scope held it");
+            assert_eq!(b.check, checksum(2));
+        });
+        collector.join().unwrap();
+        audit(&w, &root, 2);
+    });
+}
+
+#[test]
+fn weak_upgrade_races_the_cycle() {
+    let outcomes = Outcomes::new();
+    let seen = outcomes.clone();
+    builder().check(move || {
+        let w = World::new();
+        let (root, weak): (Root<Obj<'static>>, WeakRoot<Obj<'static>>) = w.heap.enter(|m| {
+            let x = w.obj(m, 5);
+            (m.root(w.obj(m, 1)), m.weak_root(x))
+        });
+        let collector = w.collector();
+        let upgraded = w.heap.enter(|m| match weak.get(m) {
+            Some(x) => {
+                thread::yield_now();
+                assert_eq!(w.drops(), 0, "an upgraded object was dropped while the scope held it");
+                assert_eq!(x.check, checksum(5));
+                true
+            }
+            None => false,
+        });
+        collector.join().unwrap();
+        if upgraded {
+            seen.saw("upgraded");
+        } else {
+            assert_eq!(w.drops(), 1, "upgrade returned None but the object was kept");
+            seen.saw("cleared");
+        }
+        w.settle();
+        w.heap.enter(|m| assert!(weak.get(m).is_none(), "weak root still set after X died"));
+        audit(&w, &root, 2);
+    });
+    outcomes.assert_exactly(&["upgraded", "cleared"]);
+}
+
+#[test]
+fn sweeping_stops_before_marking() {
+    builder().check(|| {
+        let w = World::new();
+        // Root -> B, and garbage G in the same span.
+        let root: Root<Obj<'static>> = w.heap.enter(|m| {
+            let r = w.obj(m, 1);
+            r.a.set(m, Some(w.obj(m, 2)));
+            w.obj(m, 3);
+            m.root(r)
+        });
+        // A cycle leaves the span unswept, with R and B marked.
+        w.heap.model_cycle();
+        let sweeper = {
+            let heap = w.heap.clone();
+            thread::spawn(move || heap.model_sweep())
+        };
+        // The next cycle starts while the sweeper runs.
+        w.heap.model_cycle();
+        sweeper.join().unwrap();
+        audit(&w, &root, 3);
+    });
+}
