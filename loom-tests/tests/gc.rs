@@ -150,10 +150,12 @@ fn barrier_keeps_a_moved_object() {
         });
         let collector = w.collector();
         w.heap.enter(|m| {
+            // Unlink first, then relink: a marker that scans the root in
+            // between sees neither edge.
             let r = root.get(m);
             let b = r.a.get();
-            r.b.set(m, b);
             r.a.set(m, None);
+            r.b.set(m, b);
         });
         collector.join().unwrap();
         assert_eq!(w.drops(), 0, "B was dropped while reachable from the root");
