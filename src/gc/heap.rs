@@ -8,10 +8,11 @@
 //! # The cycle (see `mod.rs` for why it is sound)
 //! 1. Sweep termination: flush idle mutators' caches and finish sweeping the
 //!    previous cycle's spans; then close sweeping (`sweep_allowed`) and wait
-//!    for sweeps in flight. From here to the flip no span is swept: a sweep
-//!    clears mark bits, which this cycle is about to set. A span still
-//!    unswept (flushed late from a busy mutator's cache) keeps the previous
-//!    cycle's marks through this one, which only lets garbage float a cycle.
+//!    for sweeps in flight; then sweep, on the collector, any span a
+//!    mutator listed back unswept after finding sweeping closed. No span
+//!    may enter marking unswept: `shade` would take an object's stale mark
+//!    bit for this cycle's and never trace it. From here to the flip no span
+//!    is swept: a sweep clears mark bits, which this cycle is about to set.
 //! 2. Start: allocation turns black, `marking` turns on (SeqCst), the cycle
 //!    number advances; the collector waits until no mutator is inside a
 //!    barrier that may have read `marking == false`; it shades the roots.
@@ -442,6 +443,53 @@ impl HeapInner {
         }
     }
 
+    /// After `close_sweeping`: sweeps, on the collector, every span still on
+    /// an unswept list, and returns once none is listed or held by a
+    /// would-be sweeper.
+    ///
+    /// Needed because a mutator can pop an unswept span just before
+    /// sweeping closes, find it closed in `try_sweep` and list it back
+    /// unswept after the collector's last `sweep_one`. Such a span would
+    /// enter marking with the previous cycle's mark bits, and `shade` would
+    /// take an object's stale bit for this cycle's: the object would never
+    /// be traced and what it alone reaches would be freed while reachable.
+    fn sweep_stragglers(&self) {
+        loop {
+            let popped = {
+                let mut l = self.lock_spans();
+                let sg = self.sweepgen.load(Ordering::Relaxed);
+                match l.unswept.iter_mut().find_map(Vec::pop) {
+                    Some(s) => {
+                        // SAFETY: listed spans are live.
+                        let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
+                        debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
+                        Some((s, sg))
+                    }
+                    // Under the lock, a popper's increment of `sweeping` is
+                    // visible, and its relisting (also under the lock)
+                    // happens before its Release decrement, which this
+                    // Acquire load pairs with: nothing empty and zero means
+                    // no unswept span exists anywhere. Sweeping being
+                    // closed, none can be popped again.
+                    None if self.sweeping.load(Ordering::Acquire) == 0 => return,
+                    None => None,
+                }
+            };
+            match popped {
+                // SAFETY: popped from the unswept list: this thread holds the
+                // span, and with sweeping closed no other thread sweeps.
+                Some((span, sg)) => unsafe {
+                    if (*span).claim_sweep(sg) {
+                        let r = (*span).sweep(sg);
+                        self.account_sweep(r, true);
+                    }
+                    self.file_swept(span);
+                },
+                None => thread::yield_now(),
+            }
+        }
+    }
+
     /// Sweeps one unswept span of any class; false when none is left or
     /// sweeping is closed.
     pub fn sweep_one(&self) -> bool {
@@ -578,6 +626,7 @@ impl HeapInner {
         self.wait_resynced();
         while self.sweep_one() {}
         self.close_sweeping();
+        self.sweep_stragglers();
         let cpu_sweep_prev = thread_cpu_time().saturating_sub(cpu0);
 
         // 2. Start. `marking`, then the fence in `wait_barriers`, against the

@@ -136,7 +136,10 @@
 //!    it had come to point to could be freed while live (the torture test
 //!    found exactly this). So a cycle starts only once every mutator has
 //!    handed back its spans from before the last flip (or is outside, and its
-//!    cache is flushed), and every span is swept. Every path that shades
+//!    cache is flushed), and every span is swept — including a span a
+//!    mutator popped to sweep just as sweeping closed and then listed back
+//!    unswept, which the collector sweeps itself after closing
+//!    (`sweep_stragglers`). Every path that shades
 //!    (write barriers, root operations, allocation assists, the children of
 //!    a new object) runs inside a barrier the collector waits out before it
 //!    ends marking, so no mark lands on a span after the flip.
