@@ -29,11 +29,16 @@
 //!   pair), so live objects survive and garbage dies once.
 //! - `straggler_span_is_swept_before_marking`: after a cycle, the root
 //!   object's span is unswept with its mark bit still set; the mutator
-//!   allocates (popping that span to sweep it) and stores the new object C
-//!   in the root while the next cycle starts. Invariant: C survives. The
-//!   span a mutator lists back unswept, having found sweeping closed, must
-//!   be swept before marking, or the root's stale mark bit stops it from
-//!   being traced and C is freed while reachable.
+//!   allocates (popping that span to sweep it lazily) and stores the new
+//!   object C in the root while the next cycle starts. Invariant: C
+//!   survives. It was written for the race `HeapInner::sweep_stragglers`
+//!   closes (the mutator finds sweeping closed after its pop and lists the
+//!   span back unswept, so the root's stale mark bit would stop it from
+//!   being traced), but loom does not reach that interleaving: in every
+//!   schedule it explored (P=2 and P=3) the mutator's sweep ran before the
+//!   collector closed sweeping, and removing `sweep_stragglers` goes
+//!   undetected (README). The model still checks lazy sweeping against a
+//!   cycle start, and catches the barrier and allocation-colour mutations.
 //!
 //! Mutations tried (one at a time, in a scratch copy; see the README).
 #![cfg(gomalloc_loom)]
