@@ -16,6 +16,9 @@
 //!   internal allocations included.
 //! - `cxx.rs`: the C++ `operator new`/`delete` family by mangled name.
 //! - `gom.rs`: the prefixed API declared in `include/gomalloc.h`.
+//! - `gc.rs`: `gom_gc_*`, the garbage-collected heap from C (forwarding to
+//!   the core's `gc::raw`; these never run on a `malloc` path and may
+//!   allocate and start threads).
 //!
 //! Every `extern "C"` function forwards to one Rust function (`imp.rs`,
 //! `stats.rs`, `options.rs`), which makes each check once. Options are read
@@ -49,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod cxx;
+pub mod gc;
 pub mod gom;
 mod imp;
 pub mod libc_api;
