@@ -12,7 +12,7 @@
 
 #define THREADS 4
 #define SLOTS 64
-#define ROUNDS 6000
+#define ROUNDS 25000
 #define MAX_LEN 24
 
 struct node {
