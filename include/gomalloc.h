@@ -173,7 +173,10 @@ int gom_version(void);
  *     gom_gc_leave(heap). A pointer to a GC object held in a local variable,
  *     in malloc'ed memory or in a global is valid only until the thread
  *     leaves the scope, unless the object is rooted (gom_gc_root_new):
- *     keep a gom_gc_root, not the pointer, across gom_gc_leave. Scopes do
+ *     keep a gom_gc_root, not the pointer, across gom_gc_leave. The pointer
+ *     is also the obtaining thread's: to hand an object to another thread,
+ *     publish it in a root or in a field of a reachable object, from which
+ *     the other thread reads it inside its own scope. Scopes do
  *     not nest (per heap and thread). The collector finishes a cycle only
  *     when every thread has left the scope it was in when the cycle began:
  *     keep scopes short in long-running loops (leave and enter again).

@@ -101,6 +101,23 @@ mod tests {
         assert_eq!(i64::from(crate::gom::VERSION), version);
         assert_eq!(enumerator(&h, "GOM_OPTION_SHOW_STATS"), Opt::ShowStats as i64);
         assert_eq!(enumerator(&h, "GOM_OPTION_VERBOSE"), Opt::Verbose as i64);
+        // struct gom_gc_stats: one 64-bit field per line of the header's
+        // definition, in the order of `RawStats`.
+        let gc = h.split("struct gom_gc_stats {").nth(1).unwrap().split("};").next().unwrap();
+        let fields: std::vec::Vec<&str> = gc
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("uint64_t") || l.starts_with("int64_t"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().trim_end_matches(';'))
+            .collect();
+        assert_eq!(fields.len() * 8, core::mem::size_of::<gomalloc_core::gc::raw::RawStats>());
+        assert_eq!(fields.first(), Some(&"size"));
+        assert_eq!(fields.last(), Some(&"finalizers_run"));
+        assert_eq!(
+            core::mem::size_of::<gomalloc_core::gc::raw::RawType>(),
+            5 * core::mem::size_of::<usize>(),
+            "gom_gc_type is five pointer-sized fields"
+        );
         assert_eq!(
             core::mem::size_of::<GomStats>(),
             (11 + 3 * GOM_NUM_CLASSES) * core::mem::size_of::<usize>(),

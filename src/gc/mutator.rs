@@ -128,7 +128,8 @@ impl MutatorState {
     }
 
     /// True if the owning thread is inside `enter` (asked by that thread:
-    /// only it moves the word between 0 and a cycle number).
+    /// only it moves the word between 0 and a cycle number). For the C API.
+    #[cfg(not(gomalloc_loom))]
     pub fn inside(&self) -> bool {
         let e = self.entered.load(Ordering::Relaxed);
         e != 0 && e != LOCKED
@@ -431,7 +432,8 @@ pub(crate) fn state_for(heap: &Arc<HeapInner>) -> Arc<MutatorState> {
 
 /// Forgets the calling thread's mutator for `heap` (which must be outside
 /// `enter`): its cache goes back and it leaves the heap's mutator list, as
-/// at thread exit. A later `enter` registers it again.
+/// at thread exit. A later `enter` registers it again. For the C API.
+#[cfg(not(gomalloc_loom))]
 pub(crate) fn deregister(heap: &Arc<HeapInner>) {
     let reg = REGISTRATIONS.with(|r| {
         let mut regs = r.borrow_mut();
