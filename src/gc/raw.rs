@@ -30,6 +30,14 @@
 //! atomic loads and swaps (`gom_gc_mark`, `gom_gc_write`); the C caller
 //! keeps the remaining rules (the header lists them).
 //!
+//! # Invariants
+//! A C object's header (descriptor, both type pointers) is written and its
+//! payload zeroed before the collector can see it (inside
+//! `alloc_init`, before `mark_new`), and never changes afterwards. Every
+//! pointer that `write` stores into a payload, or that a root, weak handle
+//! or finalizer takes, has passed `resolve`: it is the payload of a live C
+//! object of the same heap.
+//!
 //! # Checks
 //! Misuse that costs a lookup at most stops the process with a one-line
 //! message (`os::fatal`): a null heap or type, a call that needs a scope made
@@ -207,7 +215,8 @@ unsafe fn heap_arc(h: *mut CHeap, what: &str) -> ManuallyDrop<Arc<HeapInner>> {
 unsafe fn heap_of(h: *mut CHeap, what: &str) -> Heap {
     // SAFETY: forwarded.
     let arc = unsafe { heap_arc(h, what) };
-    // The handle owns a count, so this one is never the last but one.
+    // The handle owns a count, so dropping this one never shuts the heap
+    // down.
     Heap { inner: HeapRef::new(Arc::clone(&arc)) }
 }
 
@@ -396,8 +405,9 @@ pub unsafe fn alloc(h: *mut CHeap, ty: *const RawType) -> *mut c_void {
 /// field of the object being traced, holding null or a live C object.
 #[inline]
 pub unsafe fn mark(t: *mut CTracer, slot: *const *mut c_void) {
-    // SAFETY: the caller's slot is an aligned pointer field, written by
-    // mutators only through `write`'s atomic swap.
+    // Acquire pairs with the AcqRel swap in `write`: the object stored is
+    // initialised. SAFETY: the caller's slot is an aligned pointer field,
+    // written by mutators only through that swap.
     let p = unsafe { PlainAtomicPtr::from_ptr(slot as *mut *mut c_void) }.load(PlainOrdering::Acquire);
     if !p.is_null() {
         // SAFETY: the caller passes the tracer of the running callback and
