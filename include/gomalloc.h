@@ -215,8 +215,8 @@ int gom_version(void);
  * or type, an operation that needs a scope called outside one, nested or
  * unbalanced scopes, gom_gc_collect or gom_gc_heap_free inside a scope of
  * the same heap, a pointer that is not the start of a live object's payload
- * of this heap (an object of another heap included), a slot outside its
- * object. Only gom_gc_set_finalizer and gom_gc_stats return error codes.
+ * of this heap (an object of another heap included), a root or weak handle
+ * used with another heap, a slot outside its object. Only gom_gc_set_finalizer and gom_gc_stats return error codes.
  * Every function is thread-safe. Environment: GOMALLOC_GC_PERCENT,
  * GOMALLOC_MEMORY_LIMIT and GOMALLOC_GCTRACE=1 (see the README).
  * ====================================================================== */

@@ -342,6 +342,7 @@ fn gc_misuse_aborts_with_a_message() {
         ("leave-outside", "gomalloc: gom_gc_leave: the thread is not inside a scope"),
         ("collect-in-scope", "gomalloc: gom_gc_collect: called inside a scope"),
         ("write-wrong-heap", "gomalloc: gom_gc_write (value): 0x"),
+        ("root-wrong-heap", "a Root used with a mutator of another heap"),
         ("write-bad-slot", "gomalloc: gom_gc_write: the slot is not an aligned pointer field"),
         ("write-not-object", "is not a live object of this GC heap"),
     ];

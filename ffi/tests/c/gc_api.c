@@ -436,6 +436,12 @@ static int misuse(const char *mode) {
         struct node *a = new_node(h, 1);
         struct node *b = new_node(h2, 2);
         G.write(h, a, &a->next, b);
+    } else if (strcmp(mode, "root-wrong-heap") == 0) {
+        gom_gc_heap *h2 = G.heap_new();
+        G.enter(h);
+        G.enter(h2);
+        gom_gc_root *r = G.root_new(h, new_node(h, 1));
+        G.root_get(h2, r);
     } else if (strcmp(mode, "write-bad-slot") == 0) {
         G.enter(h);
         struct node *a = new_node(h, 1);
