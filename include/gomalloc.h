@@ -41,8 +41,10 @@
  *   GOMALLOC_VERBOSE=1      print the allocator's decisions to stderr
  * Values: a decimal number, or true/false, yes/no, on/off.
  *
- * Every function here is thread-safe and may be called before main() and
- * after exit() has started.
+ * Every function here is thread-safe. The allocator's functions may be
+ * called before main() and after exit() has started; the garbage-collected
+ * heap's (gom_gc_*, at the end) start threads and use thread-local state,
+ * so they are for ordinary program code.
  */
 #ifndef GOMALLOC_H
 #define GOMALLOC_H
