@@ -381,7 +381,9 @@ pub unsafe fn alloc(h: *mut CHeap, ty: *const RawType) -> *mut c_void {
                 misuse("gom_gc_alloc", "the type's alignment is not 0 or a power of two up to 256");
             }
             let offset = payload_offset(t.align);
-            let Some(total) = t.size.checked_add(offset).filter(|&n| n <= isize::MAX as usize / 2) else {
+            // At least one payload byte: the payload of an empty type must
+            // still point into its own slot, not at the next one.
+            let Some(total) = t.size.max(1).checked_add(offset).filter(|&n| n <= isize::MAX as usize / 2) else {
                 misuse("gom_gc_alloc", "the type's size is too large");
             };
             let desc: &'static TypeDesc = if t.trace.is_some() { &C_DESC } else { &C_LEAF_DESC };

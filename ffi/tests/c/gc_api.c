@@ -197,6 +197,9 @@ static void test_leaf_big_aligned(gom_gc_heap *h) {
     CHECK(((uintptr_t)a & 63) == 0, "aligned object: %p", a);
     void *e = G.alloc(h, &empty_type);
     CHECK(e != NULL, "empty object");
+    gom_gc_root *re = G.root_new(h, e); /* an empty object is still an object */
+    CHECK(G.root_get(h, re) == e, "root of an empty object");
+    G.root_free(re);
     G.leave(h);
     G.collect(h);
     CHECK(load(&leaf_destroyed) - l0 == 100, "pointer-free objects freed with their destructor");
