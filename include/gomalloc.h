@@ -189,8 +189,8 @@ int gom_version(void);
  *     field that may be written concurrently uses an atomic load, e.g.
  *     __atomic_load_n(&obj->field, __ATOMIC_ACQUIRE).
  *  3. Tracing. A type's trace callback calls gom_gc_mark(tracer, &field)
- *     for every pointer field that may hold a GC pointer (NULL fields are
- *     fine; new objects are zeroed). It runs on the collector thread while
+ *     for every pointer field that may hold a GC pointer, and for no other
+ *     field (NULL fields are fine; new objects are zeroed). It runs on the collector thread while
  *     other threads run, at any time after gom_gc_alloc returns (also on the
  *     zeroed object): it must not write the object, allocate from or call
  *     into the GC heap (other than gom_gc_mark), and should decide which
