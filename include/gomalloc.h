@@ -190,13 +190,14 @@ int gom_version(void);
  *     __atomic_load_n(&obj->field, __ATOMIC_ACQUIRE).
  *  3. Tracing. A type's trace callback calls gom_gc_mark(tracer, &field)
  *     for every pointer field that may hold a GC pointer, and for no other
- *     field (NULL fields are fine; new objects are zeroed). It runs on the collector thread while
- *     other threads run, at any time after gom_gc_alloc returns (also on the
- *     zeroed object): it must not write the object, allocate from or call
- *     into the GC heap (other than gom_gc_mark), and should decide which
- *     fields to mark from data fixed when the object was made (a vector's
- *     capacity, not its length: unused slots are NULL). Types without GC
- *     pointers pass NULL and are never traced.
+ *     field (NULL fields are fine; new objects are zeroed). It runs on the
+ *     collector thread while other threads run (or inside a gom_gc_* call
+ *     of any thread), at any time after the object is allocated (also on
+ *     the zeroed object): it must not write the object, allocate from or
+ *     call into the GC heap (other than gom_gc_mark), and should decide
+ *     which fields to mark from data fixed when the object was made (a
+ *     vector's capacity, not its length: unused slots are NULL). Types
+ *     without GC pointers pass NULL and are never traced.
  *  4. Destructors run once when an unreachable object is freed (on any
  *     thread, in no particular order) or when the heap shuts down. They may
  *     release malloc'ed memory and other resources the object owns, but
@@ -215,8 +216,8 @@ int gom_version(void);
  * Misuse the library can detect cheaply stops the process with a one-line
  * message on stderr ("gomalloc: gom_gc_...: ...") and abort(): a NULL heap
  * or type, an operation that needs a scope called outside one, nested or
- * unbalanced scopes, gom_gc_collect or gom_gc_heap_free inside a scope of
- * the same heap, a pointer that is not the start of a live object's payload
+ * unbalanced scopes, gom_gc_collect, gom_gc_heap_free or
+ * gom_gc_thread_detach inside a scope of the same heap, a pointer that is not the start of a live object's payload
  * of this heap (an object of another heap included), a root or weak handle
  * used with another heap, a slot outside its object. Only gom_gc_set_finalizer and gom_gc_stats return error codes.
  * Every function is thread-safe. Environment: GOMALLOC_GC_PERCENT,

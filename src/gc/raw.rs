@@ -44,7 +44,9 @@
 //! outside one, nested or unbalanced scopes, `gom_gc_collect` inside a
 //! scope, a pointer that is not the payload of a live C object of the heap
 //! (which also catches an object of another heap), a slot outside its
-//! object. Finalizer registration returns an error code instead.
+//! object. A root or weak handle used with another heap fails `Root`'s own
+//! check, a panic, which aborts at the C boundary with its message.
+//! Finalizer registration returns an error code instead.
 //!
 //! Not under `gomalloc_loom` (it builds heaps with `Heap::new`).
 
