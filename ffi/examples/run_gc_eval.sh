@@ -18,7 +18,7 @@ MAX_KB=${GC_EVAL_MAX_KB:-65536}
 LIB=${GOMALLOC_LIB_A:-}
 if [ -z "$LIB" ]; then
     LIB=$(cd "$ROOT" && cargo build --release -p gomalloc-ffi --message-format=json-render-diagnostics |
-        grep -o '"[^"]*/libgomalloc\.a"' | tail -1 | tr -d '"')
+        grep -o '"[^"]*/libgomalloc\.a"' | tail -1 | tr -d '"') || true
 fi
 [ -f "$LIB" ] || { echo "gc_eval: libgomalloc.a not built"; exit 1; }
 
