@@ -42,6 +42,8 @@
 //! - `stats.rs`: `GcStats`, pauses, `GOMALLOC_GCTRACE`.
 //! - `weak.rs`: `Weak`, `WeakCell`, `WeakRoot` and their clearing.
 //! - `finalize.rs`: finalizers and the finalizer thread.
+//! - `raw.rs`: untyped objects with C trace and destroy callbacks, and the
+//!   functions behind the C API (`gom_gc_*` in `include/gomalloc.h`).
 //!
 //! # Soundness
 //! No use-after-free is reachable from safe code. The rules, and why each
@@ -179,6 +181,8 @@ mod heap;
 mod mark;
 mod mutator;
 mod ptr;
+#[cfg(not(gomalloc_loom))]
+pub mod raw;
 mod root;
 mod stats;
 mod trace;
