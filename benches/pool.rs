@@ -5,13 +5,15 @@
 //! Cases, each on one thread (`1t`) and on two threads using the same pool at
 //! once (`2t`; an iteration is one operation on each thread, timed from a
 //! common start to the last thread's end):
-//! - `buf4k`: obtain a 4 KiB `Vec<u8>`, write 64 bytes into it, release it;
+//! - `buf4k`, `buf64k`: obtain a `Vec<u8>` of 4 KiB (a size class) or 64 KiB
+//!   (a large object, a page run of its own) capacity, write 64 bytes into
+//!   it, release it;
 //! - `small`: obtain a `Box` of a 64-byte struct, write its fields, release.
 //!
 //! Functions: `fresh` allocates and drops; `pool` is `get` then `put`;
 //! `mutex-vec` pops from and pushes to one `Mutex<Vec<T>>`.
 //!
-//! Run: `cargo bench --bench pool` (about a minute), or e.g.
+//! Run: `cargo bench --bench pool` (about a minute on 2 cores), or e.g.
 //! `cargo bench --bench pool -- buf4k/1t`.
 
 use std::hint::black_box;
@@ -28,8 +30,6 @@ use gomalloc::GoMalloc;
 static GLOBAL: GoMalloc = GoMalloc;
 
 type Group<'a> = BenchmarkGroup<'a, WallTime>;
-
-const BUF: usize = 4096;
 
 /// 64 bytes.
 struct Small {
@@ -78,10 +78,6 @@ impl<T: Send, F: Fn() -> T + Sync> Source<T> for MutexVec<T, F> {
     }
 }
 
-fn new_buf() -> Vec<u8> {
-    Vec::with_capacity(BUF)
-}
-
 fn new_small() -> Box<Small> {
     Box::new(Small { words: [0; 8] })
 }
@@ -105,8 +101,8 @@ fn use_small(mut v: Box<Small>, i: u64) -> Box<Small> {
     v
 }
 
-/// `iters` operations on each of `threads` threads at once; the time from a
-/// common start until the last thread is done.
+/// `iters` operations on each of `threads` threads at once; the time from the
+/// first thread's start to the last thread's end.
 fn run<T, S: Source<T>>(src: &S, threads: usize, iters: u64, work: fn(T, u64) -> T) -> Duration {
     let once = |src: &S| {
         for i in 0..iters {
@@ -119,23 +115,25 @@ fn run<T, S: Source<T>>(src: &S, threads: usize, iters: u64, work: fn(T, u64) ->
         once(src);
         return t0.elapsed();
     }
-    let start = Barrier::new(threads + 1);
-    thread::scope(|s| {
+    let start = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     // Warm this thread's slot and allocator cache first.
                     src.release(work(src.obtain(), 0));
                     start.wait();
+                    let t0 = Instant::now();
                     once(src);
-                    Instant::now()
+                    (t0, Instant::now())
                 })
             })
             .collect();
-        start.wait();
-        let t0 = Instant::now();
-        handles.into_iter().map(|h| h.join().unwrap()).max().unwrap().duration_since(t0)
-    })
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
+    (last - first).max(Duration::from_nanos(1))
 }
 
 fn bench_one<T, S: Source<T>>(g: &mut Group<'_>, id: &str, src: &S, threads: usize, work: fn(T, u64) -> T) {
@@ -146,18 +144,21 @@ fn group<'a>(c: &'a mut Criterion, name: &str, threads: usize) -> Group<'a> {
     let mut g = c.benchmark_group(name);
     g.sample_size(20)
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Elements(threads as u64));
     g
 }
 
-fn buf4k(c: &mut Criterion) {
-    for threads in [1, 2] {
-        let mut g = group(c, &format!("buf4k/{threads}t"), threads);
-        bench_one(&mut g, "fresh", &Fresh(new_buf), threads, use_buf);
-        bench_one(&mut g, "pool", &Pool::new(new_buf), threads, use_buf);
-        bench_one(&mut g, "mutex-vec", &MutexVec(Mutex::new(Vec::new()), new_buf), threads, use_buf);
-        g.finish();
+fn buffers(c: &mut Criterion) {
+    for (name, size) in [("buf4k", 4usize << 10), ("buf64k", 64 << 10)] {
+        for threads in [1, 2] {
+            let mut g = group(c, &format!("{name}/{threads}t"), threads);
+            let new = move || Vec::<u8>::with_capacity(size);
+            bench_one(&mut g, "fresh", &Fresh(new), threads, use_buf);
+            bench_one(&mut g, "pool", &Pool::new(new), threads, use_buf);
+            bench_one(&mut g, "mutex-vec", &MutexVec(Mutex::new(Vec::new()), new), threads, use_buf);
+            g.finish();
+        }
     }
 }
 
@@ -171,5 +172,5 @@ fn small(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, buf4k, small);
+criterion_group!(benches, buffers, small);
 criterion_main!(benches);

@@ -14,10 +14,11 @@
 //! slot registry, the thread-local `POOL_SLOTS` in `globals.rs`.
 //!
 //! # Structure
-//! - *Slots*: one per (thread, pool), an `Option<T>` behind a `Locked`
-//!   (a futex lock from `crate::sync`). Its thread takes the lock on every
-//!   `get`/`put`; other threads take it only to rotate or clear, so it is
-//!   uncontended in the steady state. The thread finds its slot through
+//! - *Slots*: one per (thread, pool), an `Option<T>` behind a `SpinLocked`
+//!   (`crate::sync`: one atomic exchange to take, a store to release). Its
+//!   thread takes the lock on every `get`/`put`; other threads take it only
+//!   to rotate, clear or drop the pool, for a few instructions, so it is
+//!   uncontended in the steady state and a waiter never waits long. The thread finds its slot through
 //!   `POOL_SLOTS`, a short list of registrations keyed by the pool's address;
 //!   the pool lists every slot too (`PoolInner::slots`), for rotation.
 //! - *Shared*: a `Vec<T>` behind a `Locked`: `put` pushes there when the
@@ -51,7 +52,7 @@
 
 use crate::gc::Heap;
 use crate::globals::POOL_SLOTS;
-use crate::sync::{AtomicU64, Locked, Ordering};
+use crate::sync::{AtomicU64, Locked, Ordering, SpinLocked};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -103,7 +104,7 @@ struct PoolInner<T> {
 /// One thread's private slot in one pool.
 struct Slot<T> {
     pool: Weak<PoolInner<T>>,
-    value: Locked<Option<T>>,
+    value: SpinLocked<Option<T>>,
 }
 
 /// What thread exit and the pruning of registrations need from a slot,
@@ -314,7 +315,7 @@ impl<T: Send + 'static> Pool<T> {
     #[cold]
     #[inline(never)]
     fn register(&self) -> Option<&Slot<T>> {
-        let slot = Arc::new(Slot { pool: Arc::downgrade(&self.inner), value: Locked::new(None) });
+        let slot = Arc::new(Slot { pool: Arc::downgrade(&self.inner), value: SpinLocked::new(None) });
         let slot_ptr = Arc::as_ptr(&slot);
         let pool_id = Arc::as_ptr(&self.inner) as usize;
         let dead = POOL_SLOTS.try_with(|regs| {
