@@ -111,6 +111,32 @@ fn a_dropped_pool_leaves_the_heap_cycle_hooks() {
 }
 
 #[test]
+fn a_panicking_drop_does_not_stop_the_collector() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("a pooled value's Drop panics (expected by the test)");
+        }
+    }
+    let heap = quiet_heap();
+    let pool = Pool::with_heap(&heap, || Bomb);
+    pool.put(Bomb);
+    let (done, cycles) = mpsc::channel();
+    let h = heap.clone();
+    thread::spawn(move || {
+        for _ in 0..3 {
+            h.collect(); // the second drops the value, on the collector thread
+            done.send(()).unwrap();
+        }
+    });
+    for i in 0..3 {
+        cycles.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("cycle {i} never ended"));
+    }
+    assert_eq!(heap.stats().cycles, 3);
+    assert!(pool.try_get().is_none());
+}
+
+#[test]
 fn explicit_rotation_and_clear() {
     let t = Arc::new(Tracker::default());
     let pool = tracked_pool(&t);

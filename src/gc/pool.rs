@@ -79,7 +79,8 @@ use std::time::Duration;
 /// A value may be dropped by any thread that rotates the pool: the heap's
 /// collector thread, a thread whose `get`/`put` finds the rotation interval
 /// passed, or a caller of `rotate`/`clear`. A `Drop` that blocks on the
-/// heap (`Heap::collect`) would stall the collector.
+/// heap (`Heap::collect`) would stall the collector; one that panics there
+/// is reported on stderr and the collector goes on.
 pub struct Pool<T: Send + 'static> {
     inner: Arc<PoolInner<T>>,
     /// The heap holds this hook weakly; dropping the pool unregisters it.
@@ -176,8 +177,14 @@ impl<T: Send + 'static> Pool<T> {
         let mut pool = Pool::new(ctor);
         let weak = Arc::downgrade(&pool.inner);
         let hook: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.rotate();
+            // On the collector thread: a panicking `T::drop` must not end it.
+            let rotated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.rotate();
+                }
+            }));
+            if rotated.is_err() {
+                eprintln!("gomalloc::gc: a pooled value's Drop panicked during a GC cycle's Pool rotation");
             }
         });
         heap.inner.add_cycle_hook(&hook);
