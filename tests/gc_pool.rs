@@ -56,13 +56,10 @@ fn quiet_heap() -> Heap {
     Heap::with_config(GcConfig { gc_percent: -1, memory_limit: usize::MAX, trace: false })
 }
 
-/// Takes everything `try_get` can reach from the calling thread.
+/// Takes everything `try_get` can reach from the calling thread; returns
+/// the ids (the values are dropped: check drops before draining).
 fn drain(pool: &Pool<Item>) -> Vec<u64> {
-    let mut ids = Vec::new();
-    while let Some(v) = pool.try_get() {
-        ids.push(v.id);
-        std::mem::forget(v); // not a drop: the caller counts it as drained
-    }
+    let mut ids: Vec<u64> = std::iter::from_fn(|| pool.try_get()).map(|v| v.id).collect();
     ids.sort_unstable();
     ids
 }
@@ -345,9 +342,10 @@ fn concurrent_use_and_rotation_lose_and_duplicate_nothing() {
     });
     // The workers have exited: their slots are in the shared part.
     let mut drained = HashSet::new();
+    let mut kept = Vec::new(); // dropped after the checks
     while let Some(v) = pool.try_get() {
         assert!(drained.insert(v.id), "value {} pooled twice", v.id);
-        std::mem::forget(v);
+        kept.push(v);
     }
     let created = table.next.load(Ordering::Relaxed);
     assert!(created >= HELD, "every worker held up to {HELD} values at once");
@@ -360,6 +358,7 @@ fn concurrent_use_and_rotation_lose_and_duplicate_nothing() {
             if pooled { "still pooled" } else { "not pooled" }
         );
     }
+    drop(kept);
 }
 
 /// Values whose `Drop` uses the pool they were dropped by.
