@@ -18,9 +18,10 @@
 //!   (`crate::sync`: one atomic exchange to take, a store to release). Its
 //!   thread takes the lock on every `get`/`put`; other threads take it only
 //!   to rotate, clear or drop the pool, for a few instructions, so it is
-//!   uncontended in the steady state and a waiter never waits long. The thread finds its slot through
-//!   `POOL_SLOTS`, a short list of registrations keyed by the pool's address;
-//!   the pool lists every slot too (`PoolInner::slots`), for rotation.
+//!   uncontended in the steady state and a waiter never waits long. The
+//!   thread finds its slot through `POOL_SLOTS`, a short list of
+//!   registrations keyed by the pool's address; the pool lists every slot
+//!   too (`PoolInner::slots`), for rotation.
 //! - *Shared*: a `Vec<T>` behind a `Locked`: `put` pushes there when the
 //!   slot is full, `get` pops there when the slot is empty.
 //! - *Victim*: the previous generation, a `Vec<T>` behind a `Locked`,
@@ -35,20 +36,25 @@
 //! `shared`; `rotation`, then `victim`. `get`/`put` take one lock at a time
 //! and never under `rotation`. No lock is held while a `T` is dropped or
 //! the constructor runs: both are user code and may use any pool, this one
-//! included.
+//! included. The rotation interval and time are relaxed atomics: hints,
+//! whose only effect is to start a rotation, which the locks order.
+//! Not built under `gomalloc_loom` (it uses `std` thread-locals and time).
+//! A thread's own slot is found without any lock; `POOL_SLOTS` is touched
+//! only by its thread.
 //!
 //! # Invariants
 //! - Every pooled value is in exactly one place: a slot, `shared`,
-//!   `victim`, or the local of a rotation in progress (which holds
-//!   `rotation`). Nothing is lost or handed out twice.
+//!   `victim`, or for a moment a local of a rotation (under `rotation`) or
+//!   of a thread exit moving its slot to `shared`. Nothing is lost or
+//!   handed out twice.
 //! - A registration in `POOL_SLOTS` keeps its pool's allocation (weakly) and
 //!   its slot (strongly) alive, so a pool address found there names a live
 //!   `PoolInner<T>` allocation of the registering pool's `T`, and the slot
 //!   pointer stays valid until the registration is dropped: at thread exit,
 //!   or when the pool is gone.
-//! - Thread exit moves the slot's value to `shared` (or drops it, if the
-//!   pool is gone); dropping the pool drops every value, in slots of live
-//!   threads too.
+//! - Thread exit moves the slot's value to `shared` (if the pool is gone,
+//!   its drop already emptied the slot); dropping the pool drops every
+//!   value, in slots of live threads too.
 
 use crate::gc::Heap;
 use crate::globals::POOL_SLOTS;
@@ -81,6 +87,10 @@ use std::time::Duration;
 /// passed, or a caller of `rotate`/`clear`. A `Drop` that blocks on the
 /// heap (`Heap::collect`) would stall the collector; one that panics there
 /// is reported on stderr and the collector goes on.
+///
+/// A thread's slot joins the shared part when the thread's thread-local
+/// destructors run, after its closure returns: after `JoinHandle::join`,
+/// not necessarily by the end of a `thread::scope`.
 pub struct Pool<T: Send + 'static> {
     inner: Arc<PoolInner<T>>,
     /// The heap holds this hook weakly; dropping the pool unregisters it.
