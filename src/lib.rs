@@ -103,6 +103,7 @@ pub mod mcentral;
 pub mod mheap;
 #[doc(hidden)]
 pub mod os;
+mod secure;
 pub mod sizeclass;
 #[doc(hidden)]
 pub mod span;
