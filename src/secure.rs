@@ -375,15 +375,22 @@ mod imp {
     impl Allocator {
         /// `alloc` of the secure build: small requests take one more word,
         /// for the canary, and get the slack pattern; requests that no longer
-        /// fit a size class go to the large path.
+        /// fit a size class with it go to the large path.
         ///
         /// # Safety
         /// As for `Allocator::alloc`.
         #[inline(always)]
         pub(crate) unsafe fn alloc_padded(&self, cache: *mut MCache, size: usize, align: usize) -> *mut u8 {
             if size <= MAX_SMALL_SIZE - PAD && align <= PAGE_SIZE {
+                // A request of 0 gets one usable byte, so `usable_size` of a
+                // live block is never 0 (0 means "not a block" in C).
+                let size = size.max(1);
                 let padded = size + PAD;
-                let class = if align <= 8 { size_to_class(padded) } else { aligned_size_to_class(padded, align) };
+                // Keep the alignment the unpadded request would get (C's
+                // malloc promises 16 bytes from 9 bytes on, except for
+                // classes of an odd multiple of 8): padding must not lower it.
+                let natural = 1usize << CLASS_SIZE[size_to_class(size)].trailing_zeros().min(4);
+                let class = aligned_size_to_class(padded, align.max(natural));
                 // SAFETY: forwarded caller contract; the new block is the
                 // caller's, a slot of `CLASS_SIZE[class]` bytes.
                 unsafe {
