@@ -245,11 +245,18 @@ mod imp {
     /// and nothing was written past its requested size. Marks it free.
     #[inline(always)]
     pub fn check_free(span: &Span, ptr: *mut u8, index: usize) {
+        mark_free(span, ptr, index);
+        // SAFETY: a live block of the span, `elem_size` bytes long.
+        unsafe { check_canary(span, ptr) };
+    }
+
+    /// Clears the live bit of `ptr`, slot `index` of `span`; stops the
+    /// process if it was clear (a double free).
+    #[inline(always)]
+    pub fn mark_free(span: &Span, ptr: *mut u8, index: usize) {
         if !span.live.clear(index) {
             double_free(span, ptr as usize);
         }
-        // SAFETY: a live block of the span, `elem_size` bytes long.
-        unsafe { check_canary(span, ptr) };
     }
 
     #[cold]
