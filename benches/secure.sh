@@ -47,10 +47,15 @@ build_gomalloc secure "$WORK/libgomalloc-secure.so"
 MISRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/libmimalloc-sys-*/c_src/mimalloc/v2 2>/dev/null | tail -1)
 if [ -n "$MISRC" ]; then
     log "building mimalloc (default and MI_SECURE=4) from $MISRC"
-    mi_cc() { cc -O3 -DNDEBUG -fPIC -shared -pthread -DMI_MALLOC_OVERRIDE "$@" -I "$MISRC/include" \
-        "$MISRC/src/static.c" -o; }
+    # mi_cc OUT [FLAGS]: the override library (static.c includes every part).
+    mi_cc() {
+        local out=$1
+        shift
+        cc -O3 -DNDEBUG -fPIC -shared -pthread -DMI_MALLOC_OVERRIDE "$@" -I "$MISRC/include" \
+            "$MISRC/src/static.c" -o "$out"
+    }
     mi_cc "$WORK/libmimalloc.so"
-    mi_cc -DMI_SECURE=4 "$WORK/libmimalloc-secure.so"
+    mi_cc "$WORK/libmimalloc-secure.so" -DMI_SECURE=4
 else
     log "libmimalloc-sys source not found: mimalloc columns stay empty"
 fi

@@ -281,11 +281,40 @@ mod imp {
         }
         let size = end - delta;
         // SAFETY: `[size, end)` lies inside the slot.
-        let slack = unsafe { core::slice::from_raw_parts(ptr.add(size), delta) };
-        if let Some(i) = slack.iter().position(|&b| b != SLACK_BYTE) {
+        if unsafe { !slack_intact(ptr, size, end) } {
+            // SAFETY: as above.
+            let slack = unsafe { core::slice::from_raw_parts(ptr.add(size), delta) };
+            let i = slack.iter().position(|&b| b != SLACK_BYTE).unwrap_or(0);
             overflow(span, ptr as usize, Some(size), size + i);
         }
         size
+    }
+
+    /// `SLACK_BYTE` in every byte of a word.
+    const SLACK_WORD: u64 = u64::from_ne_bytes([SLACK_BYTE; 8]);
+
+    /// Whether `[size, end)` of the block at `ptr` holds `SLACK_BYTE`
+    /// throughout: the bytes up to the next word boundary one by one, then
+    /// whole words (`ptr` and `end` are 8-aligned).
+    ///
+    /// # Safety
+    /// `[ptr + size, ptr + end)` is inside the caller's block.
+    #[inline(always)]
+    unsafe fn slack_intact(ptr: *mut u8, size: usize, end: usize) -> bool {
+        let mut off = size;
+        let mut ok = true;
+        // SAFETY: every access lies in `[size, end)` (caller); words are aligned.
+        unsafe {
+            while off < end && off % 8 != 0 {
+                ok &= *ptr.add(off) == SLACK_BYTE;
+                off += 1;
+            }
+            while off < end {
+                ok &= ptr.add(off).cast::<u64>().read() == SLACK_WORD;
+                off += 8;
+            }
+        }
+        ok
     }
 
     #[cold]
@@ -318,9 +347,18 @@ mod imp {
     #[inline(always)]
     unsafe fn write_canary(ptr: *mut u8, slot: usize, size: usize) {
         let end = slot - PAD;
-        // SAFETY: both writes lie inside the slot; it is 8-aligned.
+        // SAFETY: every write lies in `[size, slot)`, inside the slot; it is
+        // 8-aligned, so are the word writes.
         unsafe {
-            ptr::write_bytes(ptr.add(size), SLACK_BYTE, end - size);
+            let mut off = size;
+            while off < end && off % 8 != 0 {
+                *ptr.add(off) = SLACK_BYTE;
+                off += 1;
+            }
+            while off < end {
+                ptr.add(off).cast::<u64>().write(SLACK_WORD);
+                off += 8;
+            }
             ptr.add(end).cast::<u64>().write(canary_tag(ptr) | (end - size) as u64);
         }
     }
