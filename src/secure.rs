@@ -27,10 +27,10 @@
 //! span ends), and canaries on large objects (over 32 KiB - `PAD`), whose
 //! writes past the end are not detected.
 //!
-//! Called by `span.rs` (link encoding, live bits, fresh slots), `malloc.rs`
-//! (padding at allocation, checks at free, realloc and `usable_size`) and
-//! `mcache.rs` (links of the pending chain). Calls `globals.rs` for the
-//! secret and `os.rs` for diagnostics.
+//! Called by `span.rs` (link encoding, also for `mcache.rs`'s pending chain
+//! through `Span::store_link`; live bits; fresh slots) and `malloc.rs`
+//! (padding at allocation, checks at free, realloc and `usable_size`). Calls
+//! `globals.rs` for the secret and `os.rs` for diagnostics.
 //!
 //! # Concurrency
 //! The per-span key is written once, while the heap lock is held and before
