@@ -336,9 +336,12 @@ impl Allocator {
         } else if s.owner.load(Ordering::Relaxed) == FREED {
             invalid_free(ptr, "realloc of a freed block");
         } else if !stays_small && ptr as usize == s.base {
-            let pages = new_size.div_ceil(PAGE_SIZE).max(1);
-            // SAFETY: the caller owns this live large block.
-            if pages == s.pages() || unsafe { self.heap.resize_in_place(span, pages) } {
+            let pages = new_size.saturating_add(crate::secure::GUARD_BYTES).div_ceil(PAGE_SIZE).max(1);
+            // SAFETY: the caller owns this live large block. (A guard page,
+            // in the secure build, would have to move: no resize there.)
+            if pages == s.pages()
+                || (crate::secure::GUARD_BYTES == 0 && unsafe { self.heap.resize_in_place(span, pages) })
+            {
                 return ptr;
             }
         }
@@ -374,7 +377,8 @@ impl Allocator {
         if s.class != 0 {
             s.slot_of(ptr as usize).and_then(|index| crate::secure::usable_size(s, ptr, index))
         } else {
-            (ptr as usize == s.base && s.owner.load(Ordering::Relaxed) != FREED).then(|| s.pages() * PAGE_SIZE)
+            (ptr as usize == s.base && s.owner.load(Ordering::Relaxed) != FREED)
+                .then(|| s.pages() * PAGE_SIZE - crate::secure::GUARD_BYTES)
         }
     }
 

@@ -23,9 +23,14 @@
 //!   list in a random permutation (Fisher-Yates, seeded from the span key),
 //!   so consecutive allocations are not adjacent.
 //!
-//! Not done in this build: guard pages (between large allocations and at
-//! span ends), and canaries on large objects (over 32 KiB - `PAD`), whose
-//! writes past the end are not detected.
+//! - **Guard pages after large blocks.** A large block takes one page more,
+//!   made inaccessible (`mprotect`) while the block lives, so a write that
+//!   runs off its page-rounded end faults at once. Large blocks are then not
+//!   resized in place by `realloc`.
+//!
+//! Not done in this build: guard pages at the ends of small-object spans,
+//! and canaries on large objects (over 32 KiB - `PAD`), so a write past a
+//! large block's requested size but inside its last page is not detected.
 //!
 //! Called by `span.rs` (link encoding, also for `mcache.rs`'s pending chain
 //! through `Span::store_link`; live bits; fresh slots) and `malloc.rs`
@@ -54,6 +59,14 @@ pub const PAD: usize = 8;
 /// Bytes added to every small request: none without the `secure` feature.
 #[cfg(not(feature = "secure"))]
 pub const PAD: usize = 0;
+
+/// Bytes of guard page after each large block: one page in the secure
+/// build, none otherwise.
+#[cfg(feature = "secure")]
+pub const GUARD_BYTES: usize = crate::sizeclass::PAGE_SIZE;
+/// Bytes of guard page after each large block: none without `secure`.
+#[cfg(not(feature = "secure"))]
+pub const GUARD_BYTES: usize = 0;
 
 /// `usable_size` of the small block at `ptr`, slot `index` of `span`: the
 /// slot's size (the secure build reports the requested size, and `None` for
@@ -387,6 +400,32 @@ mod imp {
             check_canary(span, ptr);
             write_canary(ptr, span.elem_size as usize, new_size);
         }
+    }
+
+    /// Makes the last page of the large span `span` inaccessible, so a write
+    /// running past the block faults there. If the kernel refuses (it limits
+    /// the number of mappings a process has, and each guard splits one), the
+    /// block simply has no guard.
+    ///
+    /// # Safety
+    /// The caller holds the live large span, which has at least two pages,
+    /// and hands out only `(pages - 1) * PAGE_SIZE` bytes of it.
+    pub unsafe fn guard_large(span: &Span) {
+        let guard = span.base + (span.pages() - 1) * PAGE_SIZE;
+        // SAFETY: the span's last page, which holds no data of the block.
+        unsafe { os::protect(guard as *mut u8, PAGE_SIZE, false) };
+    }
+
+    /// Makes the guard page of the large span `span` accessible again, before
+    /// its pages are reused.
+    ///
+    /// # Safety
+    /// The caller holds the span, freed, with the guard `guard_large` set
+    /// (or tried to set) at its current size.
+    pub unsafe fn unguard_large(span: &Span) {
+        let guard = span.base + (span.pages() - 1) * PAGE_SIZE;
+        // SAFETY: the span's last page, ours.
+        unsafe { os::protect(guard as *mut u8, PAGE_SIZE, true) };
     }
 
     /// Threads slots `[start, end)` of `span` onto a list in a random order;

@@ -17,6 +17,8 @@ use std::process::{Command, Stdio};
 
 /// Linux's SIGABRT.
 const SIGABRT: i32 = 6;
+/// Linux's SIGSEGV.
+const SIGSEGV: i32 = 11;
 
 struct Case {
     name: &'static str,
@@ -26,6 +28,9 @@ struct Case {
     /// What the one stderr line must contain besides the address.
     expect: &'static str,
     secure_only: bool,
+    /// The signal that must end the child: SIGABRT from the allocator's
+    /// check, or SIGSEGV from a guard page (which prints nothing).
+    signal: i32,
 }
 
 fn layout(size: usize) -> Layout {
@@ -153,6 +158,18 @@ fn write_past_end_canary() {
     free(p, 24);
 }
 
+/// A write that runs off the page-rounded end of a large block hits the
+/// secure build's guard page.
+fn write_past_end_large() {
+    let p = alloc(100_000);
+    let usable = gomalloc::usable_size(p).expect("a live block");
+    // SAFETY: deliberately the first byte past the block's usable end.
+    let q = unsafe { p.add(usable) };
+    announce(q);
+    // SAFETY: as above.
+    unsafe { q.write_volatile(1) };
+}
+
 fn free_list_corruption() {
     let (p, q) = (alloc(64), alloc(64));
     free(q, 64);
@@ -168,33 +185,91 @@ fn free_list_corruption() {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "double-free-small", run: double_free_small, expect: "double free of", secure_only: false },
-    Case { name: "double-free-large", run: double_free_large, expect: "double free of", secure_only: false },
-    Case { name: "interior-free-small", run: interior_free_small, expect: "interior pointer", secure_only: false },
-    Case { name: "interior-free-large", run: interior_free_large, expect: "interior pointer", secure_only: false },
+    Case {
+        name: "double-free-small",
+        run: double_free_small,
+        expect: "double free of",
+        secure_only: false,
+        signal: SIGABRT,
+    },
+    Case {
+        name: "double-free-large",
+        run: double_free_large,
+        expect: "double free of",
+        secure_only: false,
+        signal: SIGABRT,
+    },
+    Case {
+        name: "interior-free-small",
+        run: interior_free_small,
+        expect: "interior pointer",
+        secure_only: false,
+        signal: SIGABRT,
+    },
+    Case {
+        name: "interior-free-large",
+        run: interior_free_large,
+        expect: "interior pointer",
+        secure_only: false,
+        signal: SIGABRT,
+    },
     Case {
         name: "foreign-free-stack",
         run: foreign_free_stack,
         expect: "not allocated by gomalloc",
         secure_only: false,
+        signal: SIGABRT,
     },
-    Case { name: "foreign-free-mmap", run: foreign_free_mmap, expect: "not allocated by gomalloc", secure_only: false },
-    Case { name: "free-after-realloc", run: free_after_realloc, expect: "double free of", secure_only: false },
-    Case { name: "double-free-not-at-head", run: double_free_not_at_head, expect: "double free of", secure_only: true },
-    Case { name: "double-free-remote", run: double_free_remote, expect: "double free of", secure_only: true },
+    Case {
+        name: "foreign-free-mmap",
+        run: foreign_free_mmap,
+        expect: "not allocated by gomalloc",
+        secure_only: false,
+        signal: SIGABRT,
+    },
+    Case {
+        name: "free-after-realloc",
+        run: free_after_realloc,
+        expect: "double free of",
+        secure_only: false,
+        signal: SIGABRT,
+    },
+    Case {
+        name: "double-free-not-at-head",
+        run: double_free_not_at_head,
+        expect: "double free of",
+        secure_only: true,
+        signal: SIGABRT,
+    },
+    Case {
+        name: "double-free-remote",
+        run: double_free_remote,
+        expect: "double free of",
+        secure_only: true,
+        signal: SIGABRT,
+    },
     Case {
         name: "write-past-end",
         run: write_past_end,
         expect: "written past its end, at offset 20",
         secure_only: true,
+        signal: SIGABRT,
     },
     Case {
         name: "write-past-end-canary",
         run: write_past_end_canary,
         expect: "written past its end",
         secure_only: true,
+        signal: SIGABRT,
     },
-    Case { name: "free-list-corruption", run: free_list_corruption, expect: "free list corrupted", secure_only: true },
+    Case { name: "write-past-end-large", run: write_past_end_large, expect: "", secure_only: true, signal: SIGSEGV },
+    Case {
+        name: "free-list-corruption",
+        run: free_list_corruption,
+        expect: "free list corrupted",
+        secure_only: true,
+        signal: SIGABRT,
+    },
 ];
 
 fn main() {
@@ -230,17 +305,23 @@ fn main() {
         let addr = stdout.lines().find_map(|l| l.strip_prefix("addr=")).unwrap_or("(none announced)");
         let lines: Vec<&str> = stderr.lines().collect();
         let mut problems = Vec::new();
-        if out.status.signal() != Some(SIGABRT) {
-            problems.push(format!("ended with {:?}, not SIGABRT", out.status));
+        if out.status.signal() != Some(case.signal) {
+            problems.push(format!("ended with {:?}, not signal {}", out.status, case.signal));
         }
-        if lines.len() != 1 {
+        if case.signal != SIGABRT {
+            // A fault: nothing to read on stderr.
+        } else if lines.len() != 1 {
             problems.push(format!("{} stderr lines, not 1", lines.len()));
         }
         let line = lines.first().copied().unwrap_or("");
-        if !line.starts_with("gomalloc: ") || !line.contains(case.expect) || !line.contains(addr) {
+        if case.signal == SIGABRT
+            && (!line.starts_with("gomalloc: ") || !line.contains(case.expect) || !line.contains(addr))
+        {
             problems.push(format!("message does not start with \"gomalloc: \", name {addr} and say {:?}", case.expect));
         }
-        if problems.is_empty() {
+        if problems.is_empty() && case.signal != SIGABRT {
+            println!("misuse {}: ok: killed by signal {} at {addr}", case.name, case.signal);
+        } else if problems.is_empty() {
             println!("misuse {}: ok: {line}", case.name);
         } else {
             println!("misuse {}: FAILED: {}\n--- stdout\n{stdout}--- stderr\n{stderr}", case.name, problems.join("; "));
