@@ -147,8 +147,9 @@ impl Allocator {
     /// first `size` bytes read as zero (cleared only if the pages may hold old
     /// data: memory fresh from the OS is not touched). Null when out of memory.
     pub(crate) fn alloc_large(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        let guarded = size.checked_add(crate::secure::GUARD_BYTES);
-        let Some(npages) = guarded.and_then(|s| s.checked_add(PAGE_SIZE - 1)).map(|s| (s >> PAGE_SHIFT).max(1)) else {
+        // At least one page of data, then the secure build's guard page.
+        let data_pages = size.checked_add(PAGE_SIZE - 1).map(|s| (s >> PAGE_SHIFT).max(1));
+        let Some(npages) = data_pages.map(|n| n + (crate::secure::GUARD_BYTES >> PAGE_SHIFT)) else {
             return ptr::null_mut();
         };
         let align_pages = (align >> PAGE_SHIFT).max(1);

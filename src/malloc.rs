@@ -336,7 +336,7 @@ impl Allocator {
         } else if s.owner.load(Ordering::Relaxed) == FREED {
             invalid_free(ptr, "realloc of a freed block");
         } else if !stays_small && ptr as usize == s.base {
-            let pages = new_size.saturating_add(crate::secure::GUARD_BYTES).div_ceil(PAGE_SIZE).max(1);
+            let pages = new_size.div_ceil(PAGE_SIZE).max(1) + crate::secure::GUARD_BYTES / PAGE_SIZE;
             // SAFETY: the caller owns this live large block. (A guard page,
             // in the secure build, would have to move: no resize there.)
             if pages == s.pages()
