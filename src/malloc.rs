@@ -337,11 +337,10 @@ impl Allocator {
             invalid_free(ptr, "realloc of a freed block");
         } else if !stays_small && ptr as usize == s.base {
             let pages = new_size.div_ceil(PAGE_SIZE).max(1) + crate::secure::GUARD_BYTES / PAGE_SIZE;
-            // SAFETY: the caller owns this live large block. (A guard page,
-            // in the secure build, would have to move: no resize there.)
-            if pages == s.pages()
-                || (crate::secure::GUARD_BYTES == 0 && unsafe { self.heap.resize_in_place(span, pages) })
-            {
+            // A guard page (secure build) would have to move: no resize there.
+            let resizable = crate::secure::GUARD_BYTES == 0;
+            // SAFETY: the caller owns this live large block.
+            if pages == s.pages() || (resizable && unsafe { self.heap.resize_in_place(span, pages) }) {
                 return ptr;
             }
         }
