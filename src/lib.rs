@@ -77,12 +77,14 @@
 //! not the start of a live block where that is cheap to see (foreign and
 //! interior pointers, a freed page run, a double free at the head of a list,
 //! a large double free). The `secure` feature (`secure.rs`) adds encoded free
-//! lists, full double-free detection, canaries after small blocks and
-//! shuffled slots; the README's "Security and diagnostics" has the table.
+//! lists, full double-free detection, canaries after small blocks, shuffled
+//! slots and guard pages after large blocks; the README's "Security and
+//! diagnostics" has the table.
 //!
 //! # What is not done yet
-//! The C library and the GC arena are separate work; guard pages and
-//! large-object canaries for the secure build are not done. See the README.
+//! The C library and the GC arena are separate work; guard pages at the ends
+//! of small-object spans and large-object canaries for the secure build are
+//! not done. See the README.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

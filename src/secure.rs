@@ -45,6 +45,10 @@
 //! through the program's own synchronisation (it has the pointer), so
 //! relaxed read-modify-writes suffice, and of two racing frees of one block
 //! exactly one finds the bit set. The secret is set once by a CAS from 0.
+//! A large block's guard page is set by the allocating thread before the
+//! block is returned and cleared by the freeing thread after its free won
+//! the span's `owner` CAS (`large.rs`), so no other thread holds the span
+//! meanwhile.
 //!
 //! Invariants: a slot's live bit is set iff it is handed out and not freed;
 //! a live small block's last word is its canary and the bytes between the
