@@ -6,7 +6,7 @@
 #
 #   system          glibc's malloc (no preload)
 #   gomalloc        target/release/libgomalloc.so
-#   gomalloc-secure the same built with --features secure
+#   gomalloc-secure the same built with --features $SECURE_FEATURES
 #   mimalloc        mimalloc built from the source the `mimalloc` crate bundles
 #                   (libmimalloc-sys, v2), as an override library
 #   mimalloc-secure the same with MI_SECURE=4 (what the crate's `secure`
@@ -17,7 +17,9 @@
 # run's output must equal the system run's.
 #
 # Usage: benches/secure.sh
-# Environment: REPS (default 3), C_SCALE (default 4), PY_SCALE (default 2).
+# Environment: REPS (default 3), C_SCALE (default 4), PY_SCALE (default 2),
+#   SECURE_FEATURES (default "secure"; "secure-guards" adds guard pages).
+SECURE_FEATURES=${SECURE_FEATURES:-secure}
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +42,7 @@ build_gomalloc() {
 }
 log "building libgomalloc.so (default and secure)"
 build_gomalloc "" "$WORK/libgomalloc.so"
-build_gomalloc secure "$WORK/libgomalloc-secure.so"
+build_gomalloc "$SECURE_FEATURES" "$WORK/libgomalloc-secure.so"
 
 # mimalloc from the crate's bundled source (the version the Rust benches use).
 (cd "$ROOT" && cargo fetch -q)

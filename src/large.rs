@@ -147,7 +147,7 @@ impl Allocator {
     /// first `size` bytes read as zero (cleared only if the pages may hold old
     /// data: memory fresh from the OS is not touched). Null when out of memory.
     pub(crate) fn alloc_large(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        // At least one page of data, then the secure build's guard page.
+        // At least one page of data, then the guard page (`secure-guards`).
         let data_pages = size.checked_add(PAGE_SIZE - 1).map(|s| (s >> PAGE_SHIFT).max(1));
         let Some(npages) = data_pages.map(|n| n + (crate::secure::GUARD_BYTES >> PAGE_SHIFT)) else {
             return ptr::null_mut();
@@ -162,7 +162,7 @@ impl Allocator {
         }
         // SAFETY: a large span owned by this call; its pages are ours.
         unsafe {
-            #[cfg(feature = "secure")]
+            #[cfg(feature = "secure-guards")]
             crate::secure::guard_large(&*span);
             let base = (*span).base as *mut u8;
             if zero && (*span).needzero {
@@ -191,7 +191,7 @@ impl Allocator {
             os::fatal(format_args!("double free of {:#x} (large object)", ptr as usize));
         }
         // SAFETY: the span is freed and held by this thread.
-        #[cfg(feature = "secure")]
+        #[cfg(feature = "secure-guards")]
         unsafe {
             crate::secure::unguard_large(s)
         };

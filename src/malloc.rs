@@ -337,7 +337,7 @@ impl Allocator {
             invalid_free(ptr, "realloc of a freed block");
         } else if !stays_small && ptr as usize == s.base {
             let pages = new_size.div_ceil(PAGE_SIZE).max(1) + crate::secure::GUARD_BYTES / PAGE_SIZE;
-            // A guard page (secure build) would have to move: no resize there.
+            // A guard page (`secure-guards`) would have to move: no resize there.
             let resizable = crate::secure::GUARD_BYTES == 0;
             // SAFETY: the caller owns this live large block.
             if pages == s.pages() || (resizable && unsafe { self.heap.resize_in_place(span, pages) }) {

@@ -23,10 +23,11 @@
 //!   list in a random permutation (Fisher-Yates, seeded from the span key),
 //!   so consecutive allocations are not adjacent.
 //!
-//! - **Guard pages after large blocks.** A large block takes one page more,
-//!   made inaccessible (`mprotect`) while the block lives, so a write that
-//!   runs off its page-rounded end faults at once. Large blocks are then not
-//!   resized in place by `realloc`.
+//! - **Guard pages after large blocks** (feature `secure-guards`, which
+//!   implies `secure`; apart because of its cost). A large block takes one
+//!   page more, made inaccessible (`mprotect`) while the block lives, so a
+//!   write that runs off its page-rounded end faults at once. Large blocks
+//!   are then not resized in place by `realloc`.
 //!
 //! Not done in this build: guard pages at the ends of small-object spans,
 //! and canaries on large objects (over 32 KiB - `PAD`), so a write past a
@@ -64,12 +65,12 @@ pub const PAD: usize = 8;
 #[cfg(not(feature = "secure"))]
 pub const PAD: usize = 0;
 
-/// Bytes of guard page after each large block: one page in the secure
-/// build, none otherwise.
-#[cfg(feature = "secure")]
+/// Bytes of guard page after each large block: one page with the
+/// `secure-guards` feature, none otherwise.
+#[cfg(feature = "secure-guards")]
 pub const GUARD_BYTES: usize = crate::sizeclass::PAGE_SIZE;
-/// Bytes of guard page after each large block: none without `secure`.
-#[cfg(not(feature = "secure"))]
+/// Bytes of guard page after each large block: none without `secure-guards`.
+#[cfg(not(feature = "secure-guards"))]
 pub const GUARD_BYTES: usize = 0;
 
 /// `usable_size` of the small block at `ptr`, slot `index` of `span`: the
@@ -414,6 +415,7 @@ mod imp {
     /// # Safety
     /// The caller holds the live large span, which has at least two pages,
     /// and hands out only `(pages - 1) * PAGE_SIZE` bytes of it.
+    #[cfg(feature = "secure-guards")]
     pub unsafe fn guard_large(span: &Span) {
         let guard = span.base + (span.pages() - 1) * PAGE_SIZE;
         // SAFETY: the span's last page, which holds no data of the block.
@@ -426,6 +428,7 @@ mod imp {
     /// # Safety
     /// The caller holds the span, freed, with the guard `guard_large` set
     /// (or tried to set) at its current size.
+    #[cfg(feature = "secure-guards")]
     pub unsafe fn unguard_large(span: &Span) {
         let guard = span.base + (span.pages() - 1) * PAGE_SIZE;
         // SAFETY: the span's last page, ours.

@@ -154,9 +154,9 @@ fn every_class_and_alignment_round_trips_through_all_tiers() {
     assert_eq!(a.heap().counters().pages_in_use, 0);
 }
 
-/// Not in the secure build, whose large blocks end in a guard page and are
+/// Not with `secure-guards`, whose large blocks end in a guard page and are
 /// not resized in place.
-#[cfg(not(feature = "secure"))]
+#[cfg(not(feature = "secure-guards"))]
 #[test]
 fn large_realloc_grows_in_place_when_the_next_pages_are_free() {
     let a = Box::new(Allocator::new(None));

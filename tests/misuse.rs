@@ -1,11 +1,13 @@
 //! The misuse suite: each case runs in a child process (this binary,
 //! re-executed with the case's name), commits one misuse through
 //! `GoMalloc`, and must be stopped by `abort()` with exactly one line on
-//! stderr that names the problem and the address.
+//! stderr that names the problem and the address (or, for a write onto a
+//! guard page, by `SIGSEGV`).
 //!
 //! Without arguments the binary is the harness (run by `cargo test`); with a
 //! case name it is that case's child. Cases marked `secure` run only when the
-//! crate is built with `--features secure`; the default build's cheap checks
+//! crate is built with `--features secure` (the guard-page case with
+//! `secure-guards`); the default build's cheap checks
 //! do not see them (the README's "Security and diagnostics" table says which
 //! checks run in which build).
 
@@ -159,7 +161,7 @@ fn write_past_end_canary() {
 }
 
 /// A write that runs off the page-rounded end of a large block hits the
-/// secure build's guard page.
+/// guard page of the `secure-guards` build.
 fn write_past_end_large() {
     let p = alloc(100_000);
     let usable = gomalloc::usable_size(p).expect("a live block");
@@ -288,6 +290,10 @@ fn main() {
     for case in CASES {
         if case.secure_only && !secure {
             println!("misuse {}: skipped (needs --features secure)", case.name);
+            continue;
+        }
+        if case.signal == SIGSEGV && !cfg!(feature = "secure-guards") {
+            println!("misuse {}: skipped (needs --features secure-guards)", case.name);
             continue;
         }
         if !filter.is_empty() && !filter.iter().any(|f| case.name.contains(f.as_str())) {
