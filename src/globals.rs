@@ -64,6 +64,11 @@ pub fn current_cache() -> *mut MCache {
     CACHE.with(|c| c.get())
 }
 
+/// The secure build's per-process secret (`secure.rs`); 0 until the first
+/// span is created.
+#[cfg(feature = "secure")]
+pub(crate) static SECURE_SECRET: AtomicU64 = AtomicU64::new(0);
+
 /// `pthread_key_t + 2` once created; 1 while being created; 0 before.
 static EXIT_KEY: AtomicU64 = AtomicU64::new(0);
 static ATFORK_REGISTERED: AtomicBool = AtomicBool::new(false);

@@ -147,7 +147,9 @@ impl Allocator {
     /// first `size` bytes read as zero (cleared only if the pages may hold old
     /// data: memory fresh from the OS is not touched). Null when out of memory.
     pub(crate) fn alloc_large(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        let Some(npages) = size.checked_add(PAGE_SIZE - 1).map(|s| (s >> PAGE_SHIFT).max(1)) else {
+        // At least one page of data, then the guard page (`secure-guards`).
+        let data_pages = size.checked_add(PAGE_SIZE - 1).map(|s| (s >> PAGE_SHIFT).max(1));
+        let Some(npages) = data_pages.map(|n| n + (crate::secure::GUARD_BYTES >> PAGE_SHIFT)) else {
             return ptr::null_mut();
         };
         let align_pages = (align >> PAGE_SHIFT).max(1);
@@ -160,6 +162,8 @@ impl Allocator {
         }
         // SAFETY: a large span owned by this call; its pages are ours.
         unsafe {
+            #[cfg(feature = "secure-guards")]
+            crate::secure::guard_large(&*span);
             let base = (*span).base as *mut u8;
             if zero && (*span).needzero {
                 ptr::write_bytes(base, 0, size);
@@ -186,6 +190,11 @@ impl Allocator {
         if s.owner.compare_exchange(0, FREED, Ordering::AcqRel, Ordering::Relaxed).is_err() {
             os::fatal(format_args!("double free of {:#x} (large object)", ptr as usize));
         }
+        // SAFETY: the span is freed and held by this thread.
+        #[cfg(feature = "secure-guards")]
+        unsafe {
+            crate::secure::unguard_large(s)
+        };
         // SAFETY: the span is marked freed and held by this thread.
         if unsafe { self.large_cache().put(span) } {
             return;

@@ -72,9 +72,19 @@
 //! The only lock-free protocol, the remote-free word of a span, is described
 //! in `span.rs` and checked by the loom models in `loom-tests/`.
 //!
+//! # Misuse detection
+//! `free` rejects, with a one-line message and `abort()`, pointers that are
+//! not the start of a live block where that is cheap to see (foreign and
+//! interior pointers, a freed page run, a double free at the head of a list,
+//! a large double free). The `secure` feature (`secure.rs`) adds encoded free
+//! lists, full double-free detection, canaries after small blocks, shuffled
+//! slots and guard pages after large blocks; the README's "Security and
+//! diagnostics" has the table.
+//!
 //! # What is not done yet
-//! The C library, the GC arena and the hardening options are separate work;
-//! see the README.
+//! The C library and the GC arena are separate work; guard pages at the ends
+//! of small-object spans and large-object canaries for the secure build are
+//! not done. See the README.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -103,6 +113,7 @@ pub mod mcentral;
 pub mod mheap;
 #[doc(hidden)]
 pub mod os;
+mod secure;
 pub mod sizeclass;
 #[doc(hidden)]
 pub mod span;

@@ -113,8 +113,32 @@ impl Allocator {
     /// # Safety
     /// `cache` is the calling thread's cache of this allocator, or a shared
     /// empty cache of it.
+    #[cfg(not(feature = "secure"))]
     #[inline(always)]
     pub unsafe fn alloc(&self, cache: *mut MCache, size: usize, align: usize) -> *mut u8 {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.alloc_plain(cache, size, align) }
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two), small
+    /// blocks with a canary (`secure.rs`). Null when out of memory.
+    ///
+    /// # Safety
+    /// As in the default build.
+    #[cfg(feature = "secure")]
+    #[inline(always)]
+    pub unsafe fn alloc(&self, cache: *mut MCache, size: usize, align: usize) -> *mut u8 {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.alloc_padded(cache, size, align) }
+    }
+
+    /// `alloc` without the secure build's padding (which does not use it).
+    ///
+    /// # Safety
+    /// As for `alloc`.
+    #[cfg_attr(feature = "secure", allow(dead_code))]
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_plain(&self, cache: *mut MCache, size: usize, align: usize) -> *mut u8 {
         if size <= MAX_SMALL_SIZE && align <= 8 {
             // SAFETY: forwarded caller contract.
             unsafe { self.alloc_class(cache, size_to_class(size)) }
@@ -129,7 +153,7 @@ impl Allocator {
     /// # Safety
     /// As for `alloc`.
     #[inline(always)]
-    unsafe fn alloc_class(&self, cache: *mut MCache, class: usize) -> *mut u8 {
+    pub(crate) unsafe fn alloc_class(&self, cache: *mut MCache, class: usize) -> *mut u8 {
         // SAFETY: the caller's cache; `pop` only reads a shared empty cache.
         unsafe {
             let obj = (*cache).pop(class);
@@ -141,6 +165,7 @@ impl Allocator {
     }
 
     /// Over-aligned small requests and large requests.
+    #[cfg_attr(feature = "secure", allow(dead_code))]
     #[inline(never)]
     unsafe fn alloc_general(&self, cache: *mut MCache, size: usize, align: usize) -> *mut u8 {
         if size <= MAX_SMALL_SIZE && align <= PAGE_SIZE {
@@ -244,6 +269,8 @@ impl Allocator {
         let Some(index) = s.slot_of(ptr as usize) else {
             invalid_free(ptr, "not the start of a block (interior pointer)");
         };
+        #[cfg(feature = "secure")]
+        crate::secure::check_free(s, ptr, index);
         if s.owner.load(Ordering::Relaxed) == cache as usize {
             // SAFETY: this thread's cache owns the span; `ptr` is its slot.
             if unsafe { !s.push_local(ptr) } {
@@ -259,7 +286,10 @@ impl Allocator {
     #[inline(never)]
     unsafe fn free_general(&self, cache: *mut MCache, span: *mut Span, ptr: *mut u8) {
         if span.is_null() {
-            invalid_free(ptr, "not allocated by gomalloc, or already freed");
+            if self.heap.contains(ptr as usize) {
+                invalid_free(ptr, "not a live block (already freed, or never allocated)");
+            }
+            invalid_free(ptr, "not allocated by gomalloc (outside its heap)");
         }
         // SAFETY: a span from the table that holds a live block is live.
         unsafe {
@@ -291,17 +321,26 @@ impl Allocator {
         }
         // SAFETY: a span from the table that holds a live block is live.
         let s = unsafe { &*span };
-        let stays_small = new_size <= MAX_SMALL_SIZE && align <= PAGE_SIZE;
+        let padded = new_size.saturating_add(crate::secure::PAD);
+        let stays_small = padded <= MAX_SMALL_SIZE && align <= PAGE_SIZE;
         if s.class != 0 {
-            if stays_small && aligned_size_to_class(new_size, align.max(1)) == s.class as usize {
+            if stays_small && aligned_size_to_class(padded, align.max(1)) == s.class as usize {
+                #[cfg(feature = "secure")]
+                match s.slot_of(ptr as usize) {
+                    // SAFETY: the caller's live block, slot `index`, fits `padded`.
+                    Some(index) => unsafe { crate::secure::resize_small(s, ptr, index, new_size) },
+                    None => invalid_free(ptr, "realloc of an interior pointer"),
+                }
                 return ptr;
             }
         } else if s.owner.load(Ordering::Relaxed) == FREED {
             invalid_free(ptr, "realloc of a freed block");
         } else if !stays_small && ptr as usize == s.base {
-            let pages = new_size.div_ceil(PAGE_SIZE).max(1);
+            let pages = new_size.div_ceil(PAGE_SIZE).max(1) + crate::secure::GUARD_BYTES / PAGE_SIZE;
+            // A guard page (`secure-guards`) would have to move: no resize there.
+            let resizable = crate::secure::GUARD_BYTES == 0;
             // SAFETY: the caller owns this live large block.
-            if pages == s.pages() || unsafe { self.heap.resize_in_place(span, pages) } {
+            if pages == s.pages() || (resizable && unsafe { self.heap.resize_in_place(span, pages) }) {
                 return ptr;
             }
         }
@@ -335,9 +374,10 @@ impl Allocator {
         // for a pointer the caller does not own.
         let s = unsafe { &*span };
         if s.class != 0 {
-            s.slot_of(ptr as usize).map(|_| s.elem_size as usize)
+            s.slot_of(ptr as usize).and_then(|index| crate::secure::usable_size(s, ptr, index))
         } else {
-            (ptr as usize == s.base && s.owner.load(Ordering::Relaxed) != FREED).then(|| s.pages() * PAGE_SIZE)
+            (ptr as usize == s.base && s.owner.load(Ordering::Relaxed) != FREED)
+                .then(|| s.pages() * PAGE_SIZE - crate::secure::GUARD_BYTES)
         }
     }
 

@@ -123,8 +123,9 @@ impl MCache {
                     (*span).class
                 }));
             }
-            // SAFETY: the caller gives up `obj`; the chain is private.
-            unsafe { (*obj).next = self.pending.first };
+            // SAFETY: the caller gives up `obj`, a slot of the live span;
+            // the chain is private.
+            unsafe { (*span).store_link(obj, self.pending.first) };
             self.pending.first = obj;
             self.pending.first_index = index;
             self.pending.count += 1;

@@ -81,6 +81,20 @@ pub unsafe fn release(addr: *mut u8, len: usize) {
     }
 }
 
+/// Makes `[addr, addr + len)` readable and writable (`rw`) or inaccessible;
+/// a failure (the kernel's limit on mappings) leaves it as it was.
+///
+/// # Safety
+/// The range must be mapped by this module and, when made inaccessible,
+/// hold nothing anyone will touch until it is made accessible again.
+pub unsafe fn protect(addr: *mut u8, len: usize, rw: bool) {
+    let prot = if rw { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_NONE };
+    // SAFETY: the caller guarantees the range is ours and unused meanwhile.
+    unsafe {
+        libc::mprotect(addr.cast(), len, prot);
+    }
+}
+
 /// A fixed buffer that formats without allocating; output beyond its size is
 /// cut.
 pub struct StackWriter {

@@ -168,6 +168,9 @@ pub struct Span {
     pub base: usize,
     /// Pages in the span; changes only under the heap lock (large realloc).
     pub npages: AtomicUsize,
+    /// Free-list key (`secure.rs`), set with the span and then only read.
+    #[cfg(feature = "secure")]
+    pub key: u64,
     // ---- shared line ----
     /// Remote-free list and holder state (see the module header).
     pub remote: AtomicU64,
@@ -177,6 +180,9 @@ pub struct Span {
     pub prev: UnsafeCell<*mut Span>,
     /// Which central list holds the span (central lock).
     pub list: UnsafeCell<u8>,
+    /// Live slots (`secure.rs`).
+    #[cfg(feature = "secure")]
+    pub live: crate::secure::LiveBits,
 }
 
 // SAFETY: a span is shared between threads by design; its mutable fields are
@@ -209,6 +215,10 @@ impl Span {
                 next: UnsafeCell::new(ptr::null_mut()),
                 prev: UnsafeCell::new(ptr::null_mut()),
                 list: UnsafeCell::new(list::NONE),
+                #[cfg(feature = "secure")]
+                key: 0,
+                #[cfg(feature = "secure")]
+                live: crate::secure::LiveBits::new(),
             }
         }
     }
@@ -231,6 +241,10 @@ impl Span {
         #[allow(clippy::unnecessary_min_or_max)]
         let nelems = CLASS_OBJECTS[class].min(MAX_OBJECTS_PER_SPAN);
         self.nelems = nelems;
+        #[cfg(feature = "secure")]
+        {
+            self.key = crate::secure::span_key(base);
+        }
     }
 
     /// Prepares a span record for one large object.
@@ -258,6 +272,41 @@ impl Span {
         (index * self.elem_size as usize == offset).then_some(index)
     }
 
+    /// Writes `next` as the link of free slot `obj` (encoded in the secure
+    /// build).
+    ///
+    /// # Safety
+    /// `obj` is a slot of this span that the caller may write.
+    #[inline(always)]
+    pub unsafe fn store_link(&self, obj: *mut FreeObj, next: *mut FreeObj) {
+        #[cfg(feature = "secure")]
+        let next = crate::secure::encode(self.key, next);
+        // SAFETY: the caller's contract; a slot is at least a word long.
+        unsafe { (*obj).next = next };
+    }
+
+    /// The link of free slot `obj` (decoded and checked in the secure build).
+    ///
+    /// # Safety
+    /// `obj` is on this span's local free list and the caller holds the span.
+    #[cfg(not(feature = "secure"))]
+    #[inline(always)]
+    unsafe fn load_link(&self, obj: *mut FreeObj) -> *mut FreeObj {
+        // SAFETY: forwarded caller contract.
+        unsafe { (*obj).next }
+    }
+
+    /// See the default build.
+    ///
+    /// # Safety
+    /// As in the default build.
+    #[cfg(feature = "secure")]
+    #[inline(always)]
+    unsafe fn load_link(&self, obj: *mut FreeObj) -> *mut FreeObj {
+        // SAFETY: forwarded caller contract.
+        unsafe { crate::secure::load_link(self, obj) }
+    }
+
     /// Pops a free object from the local list (holder only); null when empty.
     ///
     /// # Safety
@@ -271,7 +320,10 @@ impl Span {
             if obj.is_null() {
                 return ptr::null_mut();
             }
-            self.free.with_mut(|p| *p = (*obj).next);
+            let next = self.load_link(obj);
+            self.free.with_mut(|p| *p = next);
+            #[cfg(feature = "secure")]
+            crate::secure::on_alloc(self, obj.cast());
             self.used.set(self.used.get() + 1);
             obj.cast()
         }
@@ -293,7 +345,7 @@ impl Span {
             if head == obj {
                 return false;
             }
-            (*obj).next = head;
+            self.store_link(obj, head);
             self.free.with_mut(|p| *p = obj);
         }
         self.used.set(self.used.get() - 1);
@@ -338,14 +390,20 @@ impl Span {
             }
             let batch = (EXTEND_BYTES / self.elem_size as usize).max(1);
             let end = (start + batch).min(n);
-            let mut next: *mut FreeObj = ptr::null_mut();
-            let mut i = end;
-            while i > start {
-                i -= 1;
-                let obj = self.slot_addr(i) as *mut FreeObj;
-                (*obj).next = next;
-                next = obj;
-            }
+            #[cfg(feature = "secure")]
+            let next = crate::secure::thread_fresh(self, start, end);
+            #[cfg(not(feature = "secure"))]
+            let next = {
+                let mut next: *mut FreeObj = ptr::null_mut();
+                let mut i = end;
+                while i > start {
+                    i -= 1;
+                    let obj = self.slot_addr(i) as *mut FreeObj;
+                    (*obj).next = next;
+                    next = obj;
+                }
+                next
+            };
             self.free.with_mut(|p| *p = next);
             self.bump.with_mut(|p| *p = end as u16);
         }
@@ -396,7 +454,7 @@ impl Span {
             let next = if head == 0 { ptr::null_mut() } else { self.slot_addr(head as usize - 1) as *mut FreeObj };
             // SAFETY: the caller gives up the chain; until the CAS below
             // publishes it nobody else reads it.
-            unsafe { (*last).next = next };
+            unsafe { self.store_link(last, next) };
             let total = w.count() + count;
             let claim = match w.tag() {
                 tag::FULL => true,
@@ -466,6 +524,9 @@ mod tests {
         // Free half remotely, half locally.
         for (i, &p) in got.iter().enumerate() {
             let idx = s.slot_of(p).unwrap();
+            // The allocator's free path does this before pushing.
+            #[cfg(feature = "secure")]
+            crate::secure::mark_free(&s, p as *mut u8, idx);
             // SAFETY: each slot is freed once.
             unsafe {
                 if i % 2 == 0 {

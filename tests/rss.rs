@@ -135,7 +135,10 @@ fn rss_returns_to_baseline_after_collect() {
     let s = stats();
     println!("RSS after free + collect {:.1} MiB", after as f64 / MIB as f64);
     println!("{s}");
-    let limit = baseline + baseline / 10 + 8 * MIB;
+    // Span records stay mapped for reuse; the secure build's are twice the
+    // size (a 128-byte live-slot bitmap each), so it may keep that much more.
+    let secure_records = if cfg!(feature = "secure") { s.bytes_metadata } else { 0 };
+    let limit = baseline + baseline / 10 + 8 * MIB + secure_records;
     assert!(
         after <= limit,
         "RSS after collect is {after} bytes, more than baseline {baseline} + 10 % + 8 MiB = {limit}"

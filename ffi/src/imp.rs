@@ -16,7 +16,8 @@
 //! of the dynamic loader's early allocator, made before `libgomalloc.so` took
 //! over) is never touched: `free` ignores it, `malloc_usable_size` answers 0,
 //! and `realloc` stops the process with a message, since the size of the
-//! block (and so how much to copy) cannot be known. A pointer inside the
+//! block (and so how much to copy) cannot be known. The secure build's `free`
+//! stops at a foreign pointer too. A pointer inside the
 //! arenas that is not a live block start (interior, double or stale free) is
 //! the core's to diagnose: it stops the process with a one-line message.
 
@@ -185,10 +186,15 @@ pub unsafe fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -
     0
 }
 
-/// A pointer that is not in gomalloc's arenas was freed: ignored.
+/// A pointer that is not in gomalloc's arenas was freed: ignored, except in
+/// the secure build, which stops (it cannot tell a block of the dynamic
+/// loader's from a stack or stray pointer either, and prefers to fail).
 #[cold]
 #[inline(never)]
 fn free_foreign(p: *mut c_void) {
+    #[cfg(feature = "secure")]
+    gomalloc_core::os::fatal(format_args!("invalid free of {p:p}: not allocated by gomalloc (outside its heap)"));
+    #[cfg(not(feature = "secure"))]
     if options::verbose() {
         gomalloc_core::os::eprint_line(format_args!(
             "gomalloc: ignoring free of {p:p}: not in gomalloc's heap (allocated by someone else, e.g. the dynamic loader)"

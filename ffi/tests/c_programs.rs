@@ -32,8 +32,11 @@ fn lib() -> &'static Lib {
     LIB.get_or_init(|| {
         let profile = std::env::var("GOMALLOC_FFI_PROFILE").unwrap_or_else(|_| "release".into());
         let manifest = Path::new(MANIFEST_DIR).join("Cargo.toml");
+        // The library is built with the features this test crate has, so
+        // `cargo test -p gomalloc-ffi --features secure` tests the secure one.
+        let features = if cfg!(feature = "secure") { "secure" } else { "" };
         let out = Command::new(env!("CARGO"))
-            .args(["build", "-p", "gomalloc-ffi", "--profile", &profile])
+            .args(["build", "-p", "gomalloc-ffi", "--profile", &profile, "--features", features])
             .args(["--message-format", "json-render-diagnostics", "--manifest-path"])
             .arg(&manifest)
             .stderr(Stdio::inherit())
@@ -95,6 +98,7 @@ fn program(src: &str, form: Form) -> PathBuf {
         .arg(&include)
         .arg("-I")
         .arg(&c_dir)
+        .args(cfg!(feature = "secure").then_some("-DGOM_SECURE"))
         .arg(c_dir.join(src))
         .arg("-o")
         .arg(&exe);
@@ -247,6 +251,9 @@ fn options_from_the_environment() {
     }
 }
 
+/// The default build ignores a foreign free (the secure build stops: see
+/// `misuse_suite`).
+#[cfg(not(feature = "secure"))]
 #[test]
 fn foreign_free_is_ignored() {
     for form in [Form::Static, Form::Preload] {
@@ -257,6 +264,58 @@ fn foreign_free_is_ignored() {
         let r = run(&exe, form, &["free-foreign"], &[], MINUTE);
         r.assert_ok("free of a foreign pointer");
         assert!(!r.stderr.contains("gomalloc"), "silent without GOMALLOC_VERBOSE: {}", r.describe());
+    }
+}
+
+/// The misuse suite (`tests/c/misuse.c`): each case must stop the process
+/// with SIGABRT and exactly one stderr line that names the problem and the
+/// address, in both link forms. A foreign free is ignored by the default
+/// build (see the header) and stops the secure one.
+#[test]
+fn misuse_suite() {
+    let secure = cfg!(feature = "secure");
+    let mut cases = vec![
+        ("double-free-small", "double free of"),
+        ("double-free-large", "double free of"),
+        ("interior-free", "interior pointer"),
+        ("free-after-realloc", "double free of"),
+    ];
+    let foreign = ["foreign-free-stack", "foreign-free-mmap"];
+    if secure {
+        cases.extend(foreign.iter().map(|&c| (c, "not allocated by gomalloc")));
+        cases.extend([
+            ("double-free-not-at-head", "double free of"),
+            ("write-past-end", "written past its end, at offset 50"),
+            ("free-list-corruption", "free list corrupted"),
+        ]);
+    }
+    for form in [Form::Static, Form::Preload] {
+        let exe = program("misuse.c", form);
+        for &(case, expect) in &cases {
+            let r = run(&exe, form, &[case], &[], MINUTE);
+            let addr = r.stdout.lines().find_map(|l| l.strip_prefix("addr=")).unwrap_or("(none)").to_string();
+            let lines: Vec<&str> = r.stderr.lines().collect();
+            assert_eq!(r.status.signal(), Some(SIGABRT), "misuse {case} ({form:?}) must abort: {}", r.describe());
+            assert!(
+                lines.len() == 1 && lines[0].starts_with("gomalloc: ") && lines[0].contains(expect),
+                "misuse {case} ({form:?}): want one line saying {expect:?}: {}",
+                r.describe()
+            );
+            // glibc's %p and the library's {:#x} both print 0x and lowercase hex.
+            assert!(
+                lines[0].contains(&addr),
+                "misuse {case} ({form:?}): message does not name {addr}: {}",
+                r.describe()
+            );
+            println!("misuse {case} ({form:?}): {}", lines[0]);
+        }
+        if !secure {
+            for case in foreign {
+                let r = run(&exe, form, &[case], &[], MINUTE);
+                r.assert_ok(&format!("misuse {case} ({form:?})"));
+                assert!(r.stdout.contains("ignored") && r.stderr.is_empty(), "{case} ({form:?}): {}", r.describe());
+            }
+        }
     }
 }
 
