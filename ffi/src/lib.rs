@@ -97,9 +97,10 @@ mod tests {
         assert_eq!(i64::from(crate::gom::VERSION), version);
         assert_eq!(enumerator(&h, "GOM_OPTION_SHOW_STATS"), Opt::ShowStats as i64);
         assert_eq!(enumerator(&h, "GOM_OPTION_VERBOSE"), Opt::Verbose as i64);
+        assert_eq!(enumerator(&h, "GOM_OPTION_PURGE_DELAY_MS"), Opt::PurgeDelayMs as i64);
         assert_eq!(
             core::mem::size_of::<GomStats>(),
-            (11 + 3 * GOM_NUM_CLASSES) * core::mem::size_of::<usize>(),
+            (13 + 3 * GOM_NUM_CLASSES) * core::mem::size_of::<usize>(),
             "gom_stats is all size_t, without padding"
         );
     }

@@ -230,11 +230,11 @@ fn api_preload() {
 fn options_from_the_environment() {
     for form in [Form::Static, Form::Preload] {
         let exe = program("api.c", form);
-        let env = [("GOMALLOC_SHOW_STATS", "1"), ("GOMALLOC_VERBOSE", "1")];
+        let env = [("GOMALLOC_SHOW_STATS", "1"), ("GOMALLOC_VERBOSE", "1"), ("GOMALLOC_PURGE_DELAY_MS", "250")];
         let r = run(&exe, form, &[], &env, 3 * MINUTE);
         r.assert_ok("api with options");
         assert!(
-            r.stderr.contains("gomalloc: options read from the environment: show_stats=1 verbose=1"),
+            r.stderr.contains("gomalloc: options read from the environment: show_stats=1 verbose=1 purge_delay_ms=250"),
             "{}",
             r.describe()
         );
