@@ -24,11 +24,12 @@
 //! Each case runs in a child process of its own (this binary re-executed with
 //! `--exact <case>`), so RSS is not disturbed by the other cases.
 
+mod common;
+
 use gomalloc::{stats, GoMalloc};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::alloc::{alloc, dealloc, Layout};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -66,22 +67,15 @@ fn mib(b: usize) -> String {
     format!("{:.1} MiB", b as f64 / MIB as f64)
 }
 
-/// Runs `case` in a child process (this binary, `--exact case`) with `env`, and
-/// fails if it fails; prints its output.
+/// Runs `case` in a child process with `env` (and no `GOMALLOC_*` variable of the
+/// caller's), and fails if it fails; a no-op in the child itself.
 fn in_child(case: &str, env: &[(&str, &str)]) {
     if std::env::var_os(CHILD_VAR).is_some() {
         return;
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
-    cmd.args([case, "--exact", "--nocapture", "--test-threads=1"]).env(CHILD_VAR, case);
-    cmd.env_remove("GOMALLOC_PURGE_DELAY_MS");
-    cmd.envs(env.iter().copied());
-    let out = cmd.output().expect("spawn the test binary");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    println!("--- child {case}:\n{text}");
-    assert!(out.status.success(), "child {case} failed: {:?}\n{text}", out.status);
-    assert!(text.contains("1 passed"), "child {case} did not run the case:\n{text}");
+    let c = common::run_case_in_child(case, CHILD_VAR, env, Duration::from_secs(300));
+    assert!(c.status.success(), "child {case} failed: {:?}", c.status);
+    assert!(c.output.contains("1 passed"), "child {case} did not run the case");
 }
 
 fn is_child(case: &str) -> bool {
