@@ -321,3 +321,15 @@ fn cxx_static() {
 fn cxx_preload() {
     run_ok("cxx.cpp", Form::Preload, &[], "cxx: ok");
 }
+
+/// Out of memory under `RLIMIT_AS`: NULL and ENOMEM from every allocating
+/// entry point, failed reallocs keep their blocks, recovery after frees.
+#[test]
+fn oom_static() {
+    run_ok("oom.c", Form::Static, &[], "oom: ok");
+}
+
+#[test]
+fn oom_preload() {
+    run_ok("oom.c", Form::Preload, &[], "oom: ok");
+}
