@@ -73,6 +73,7 @@ const BUSY: u32 = 0;
 /// `wake`: the thread sleeps until a free wakes it.
 const IDLE: u32 = 1;
 /// `wake`: the thread sleeps for one period.
+#[cfg(not(gomalloc_loom))]
 const NAPPING: u32 = 2;
 
 /// The scavenger's control block, one per page heap.
@@ -326,6 +327,7 @@ fn env_delay() -> EnvDelay {
 }
 
 /// A decimal integer, optionally negative.
+#[cfg(not(gomalloc_loom))]
 fn parse_ms(text: &[u8]) -> Option<i64> {
     let (neg, digits) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
