@@ -116,18 +116,16 @@ impl Scavenger {
     /// After a free that left pages to the thread, with no lock held: starts
     /// the thread if there is none, wakes it if it sleeps until work comes.
     pub fn after_free(&self) {
-        match self.thread.load(Ordering::Relaxed) {
-            NONE => self.start(),
-            RUNNING => {
-                if self.wake.load(Ordering::Relaxed) == IDLE
-                    // Relaxed: the heap lock, released just before, orders
-                    // the free's pages before the thread's next look.
-                    && self.wake.compare_exchange(IDLE, BUSY, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-                {
-                    self.notify();
-                }
-            }
-            _ => {}
+        let state = self.thread.load(Ordering::Relaxed);
+        if state == NONE {
+            self.start();
+        } else if state == RUNNING
+            && self.wake.load(Ordering::Relaxed) == IDLE
+            // Relaxed: the heap lock, released just before, orders the free's
+            // pages before the thread's next look (see the module docs).
+            && self.wake.compare_exchange(IDLE, BUSY, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            self.notify();
         }
     }
 
