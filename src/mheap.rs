@@ -10,11 +10,11 @@
 //! An arena is a multiple of `ARENA_SIZE` (64 MiB), aligned to it, whose first
 //! pages hold its header: the page → span table, the free-page bitmap, the
 //! dirty-page bitmap and the fresh-page bitmap (pages freed since the
-//! background scavenger's last tick, see `scavenger.rs`). The arena index, one flat table with an entry per
-//! 64 MiB of the 47-bit address space (16 MiB of address space, touched only
-//! where arenas live), maps an address to its arena. So `span_of(p)` is two
-//! dependent loads and rejects any address outside our arenas or on a free
-//! page: frees need no object header.
+//! background scavenger's last tick, see `scavenger.rs`). The arena index,
+//! one flat table with an entry per 64 MiB of the 47-bit address space (16 MiB
+//! of address space, touched only where arenas live), maps an address to its
+//! arena. So `span_of(p)` is two dependent loads and rejects any address
+//! outside our arenas or on a free page: frees need no object header.
 //!
 //! Free runs are found address-ordered first-fit on the bitmaps; freeing sets
 //! bits back, so neighbouring runs coalesce implicitly. A page is *dirty* when
@@ -37,6 +37,10 @@
 //! "written under the lock before any pointer into the span escapes"; loom
 //! models the lock and the span handoff). Lock order: central list locks
 //! before this one; nothing is locked while holding it.
+//! The background scavenger's control block (`scavenger.rs`) is atomics only;
+//! `free_span` reads it under this lock and wakes the thread after releasing
+//! it (the thread's own look at the counters, under this lock, is what makes
+//! that wake-up impossible to lose).
 
 use crate::bitmap::Bitmap;
 use crate::fixalloc::FixAlloc;
