@@ -48,7 +48,7 @@
 
 use crate::malloc::Allocator;
 use crate::sizeclass::NUM_CLASSES;
-use crate::sync::{maybe_const_fn, AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{maybe_const_fn, AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 /// The delay used when neither the environment nor the API set one.
 pub const DEFAULT_DELAY_MS: i64 = 500;
@@ -83,8 +83,6 @@ pub struct Scavenger {
     configured: AtomicBool,
     thread: AtomicU32,
     wake: AtomicU32,
-    /// Ticks that released at least one page (statistics).
-    ticks: AtomicU64,
     spawn: Option<SpawnFn>,
 }
 
@@ -97,7 +95,6 @@ impl Scavenger {
                 configured: AtomicBool::new(false),
                 thread: AtomicU32::new(NONE),
                 wake: AtomicU32::new(BUSY),
-                ticks: AtomicU64::new(0),
                 spawn,
             }
         }
@@ -188,11 +185,6 @@ impl Scavenger {
         }
     }
 
-    /// Ticks that released memory since the process started.
-    pub fn ticks(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
-    }
-
     /// True while a background thread exists.
     pub fn running(&self) -> bool {
         self.thread.load(Ordering::Relaxed) == RUNNING
@@ -218,11 +210,8 @@ impl Allocator {
         for class in 1..NUM_CLASSES {
             self.central(class).release_empty(self.heap());
         }
-        let s = self.heap().scavenger();
-        let (released, remaining) = self.heap().scavenge_aged(s.delay_ms() == 0);
-        if released != 0 {
-            s.ticks.fetch_add(1, Ordering::Relaxed);
-        }
+        let all = self.heap().scavenger().delay_ms() == 0;
+        let (_, remaining) = self.heap().scavenge_aged(all);
         remaining != 0
     }
 }
