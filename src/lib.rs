@@ -200,6 +200,12 @@ mod api {
         ALLOCATOR.heap().scavenger().delay_ms()
     }
 
+    /// True while the background scavenger thread exists (it starts at the
+    /// first free that leaves free pages; see [`set_purge_delay_ms`]).
+    pub fn scavenger_running() -> bool {
+        ALLOCATOR.heap().scavenger().running()
+    }
+
     /// The usable size of the block starting at `ptr`, or `None` if `ptr` is
     /// not the start of a live block of gomalloc's.
     pub fn usable_size(ptr: *const u8) -> Option<usize> {

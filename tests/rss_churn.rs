@@ -12,14 +12,17 @@
 //!   that does not move objects cannot give back a span that still holds one live
 //!   object, so a test keeping a random 10 % of the peak would measure fragmentation,
 //!   not the scavenger.
-//! - `steady_workload_does_not_purge`: a workload that repeatedly allocates ~64 MiB
-//!   of large and small blocks and frees them (every 30 ms or so) for 2 s after a
-//!   warm-up: its free pages are reused long before the delay, so the background
-//!   scavenger releases (almost) nothing: at most `STEADY_MAX_PURGES` `madvise`
-//!   calls. `synchronous_policy_churns_on_the_same_workload` runs the same workload
+//! - `steady_workload_does_not_purge`: a workload that allocates the same ~64 MiB
+//!   of large and small blocks and frees them, round after round (a 20 ms pause
+//!   between rounds), 40 rounds after a 1.6 s warm-up: its free pages are reused
+//!   long before the delay, so the background scavenger releases (almost)
+//!   nothing: at most `STEADY_MAX_PURGES` `madvise` calls and `STEADY_MAX_PURGED`
+//!   bytes. `synchronous_policy_churns_on_the_same_workload` runs the same workload
 //!   with `GOMALLOC_PURGE_DELAY_MS=-1` (no background thread, the synchronous
 //!   policy) and checks that it does purge on every round, which shows that the
 //!   steady test measures something.
+//! - `forked_child_gets_its_own_scavenger`: a child forked while the parent's
+//!   scavenger thread runs starts its own, and its freed pages are purged.
 //!
 //! Each case runs in a child process of its own (this binary re-executed with
 //! `--exact <case>`), so RSS is not disturbed by the other cases.
@@ -308,4 +311,53 @@ fn synchronous_policy_churns_on_the_same_workload() {
     assert_eq!(gomalloc::purge_delay_ms(), -1);
     assert!(purges >= 40, "the synchronous policy released memory on fewer than every round ({purges})");
     assert!(bytes > 40 * STEADY_MAX_PURGED, "the synchronous policy purged only {}", mib(bytes));
+}
+
+/// Frees 64 MiB of 2 MiB blocks (past the large-object cache) and waits up to
+/// `DEADLINE` + 1 s for the purge count to grow; true if it did.
+fn purges_after_freeing_64_mib() -> bool {
+    let before = stats().purges;
+    let blocks: Vec<Block> = (0..32).map(|_| Block::new(2 * MIB, 0x44)).collect();
+    for b in blocks {
+        b.free(0x44);
+    }
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE + Duration::from_secs(1) {
+        if stats().purges > before {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A child forked while the scavenger thread runs has no such thread: it must
+/// start its own (the fork handler forgets the parent's), or nothing would
+/// ever purge its free pages (a running thread turns the synchronous policy
+/// off).
+#[test]
+fn forked_child_gets_its_own_scavenger() {
+    const CASE: &str = "forked_child_gets_its_own_scavenger";
+    in_child(CASE, &[]);
+    if !is_child(CASE) {
+        return;
+    }
+    assert!(purges_after_freeing_64_mib(), "the parent's scavenger did not purge");
+    assert!(gomalloc::scavenger_running(), "no scavenger thread in the parent");
+    // SAFETY: the child only allocates, frees, sleeps and leaves with `_exit`,
+    // never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        let ok = purges_after_freeing_64_mib() && gomalloc::scavenger_running();
+        // SAFETY: ends the child without running anything of the parent's.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child's free pages were not purged (status {status})"
+    );
 }
