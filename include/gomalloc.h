@@ -127,6 +127,8 @@ struct gom_stats {
     size_t thread_caches;       /* thread caches alive (one per thread that allocated and has not exited) */
     size_t num_classes;         /* entries of classes[] (GOM_NUM_CLASSES) */
     struct gom_class_stats classes[GOM_NUM_CLASSES]; /* indexed by class; [0] unused */
+    size_t purges;              /* madvise calls that returned free pages to the OS */
+    size_t bytes_purged;        /* bytes those calls returned, in all */
 };
 
 /* Fills *stats with as many whole fields as its `size` field says fit
@@ -147,7 +149,13 @@ void gom_stats_print(gom_line_fn *line, void *arg);
  * library is loaded) and can be changed at run time. */
 typedef enum gom_option_e {
     GOM_OPTION_SHOW_STATS = 0, /* GOMALLOC_SHOW_STATS: nonzero prints the statistics at exit */
-    GOM_OPTION_VERBOSE = 1     /* GOMALLOC_VERBOSE: nonzero prints the allocator's decisions */
+    GOM_OPTION_VERBOSE = 1,    /* GOMALLOC_VERBOSE: nonzero prints the allocator's decisions */
+    /* GOMALLOC_PURGE_DELAY_MS: free pages are returned to the OS by a
+     * background thread once they have stayed free between one and two such
+     * delays (default 500; 0: within about 10 ms; negative: no background
+     * thread, free memory beyond max(16 MiB, 1/8 of the heap) is returned
+     * as it is freed). */
+    GOM_OPTION_PURGE_DELAY_MS = 2
 } gom_option_t;
 
 /* The current value of an option; -1 with errno = EINVAL for an unknown one. */

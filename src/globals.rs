@@ -22,6 +22,9 @@
 //! before `fork()` and release them after, in the parent, or reset them, in
 //! the child, so the child can allocate whatever the other threads were
 //! doing. Caches of threads that do not exist in the child keep their spans.
+//! The background scavenger thread does not exist in the child either: the
+//! child handler resets its state (through the heap), and the child's first
+//! free of a span starts a new one.
 
 use crate::malloc::Allocator;
 use crate::mcache::{CacheKind, MCache};
@@ -29,7 +32,7 @@ use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The allocator behind [`crate::GoMalloc`].
-pub static ALLOCATOR: Allocator = Allocator::new(Some(adopt_thread_cache));
+pub static ALLOCATOR: Allocator = Allocator::new(Some(adopt_thread_cache)).with_scavenger(start_scavenger);
 
 /// A cache record shared by many threads, which only ever read it.
 struct SharedCache(MCache);
@@ -112,12 +115,25 @@ fn adopt_thread_cache() -> *mut MCache {
         // SAFETY: a valid key; the value is the cache the destructor flushes.
         unsafe { libc::pthread_setspecific(key, cache.cast()) };
     }
+    // `pthread_atfork` may allocate; this thread's cache is installed.
+    register_atfork();
+    cache
+}
+
+/// Starts the background scavenger thread (the `spawn` hook of
+/// `ALLOCATOR`'s scavenger, called with no allocator lock held). The fork
+/// handlers are registered first, so a child forgets the thread.
+fn start_scavenger() -> bool {
+    register_atfork();
+    crate::scavenger::spawn(&ALLOCATOR)
+}
+
+fn register_atfork() {
     if !ATFORK_REGISTERED.swap(true, Ordering::Relaxed) {
         // SAFETY: the handlers are `extern "C"` functions with no arguments.
-        // `pthread_atfork` may allocate; this thread's cache is installed.
+        // `pthread_atfork` may allocate; callers hold no allocator lock.
         unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
     }
-    cache
 }
 
 /// `pthread` key destructor: runs on the exiting thread with its cache.

@@ -17,7 +17,9 @@
 //! - `MCache`: per thread, one current span per class; no locks, no atomics.
 //! - `MCentral`: per class, the spans no cache owns, partial and full.
 //! - `MHeap`: arenas of pages, page runs, the address → span table, the
-//!   scavenger that returns free pages to the OS.
+//!   synchronous scavenger that returns free pages to the OS; the background
+//!   scavenger thread (`scavenger.rs`) releases the pages that stay free
+//!   longer than a delay.
 //!
 //! Allocating a small object proceeds up the hierarchy:
 //!
@@ -48,9 +50,10 @@
 //!
 //! Large objects (`large.rs`) go straight to and from the page heap; `realloc`
 //! grows them in place when the following pages are free, and `alloc_zeroed`
-//! skips clearing pages that are fresh from the OS. Free pages beyond a
-//! retained amount are returned to the OS with `madvise`; [`collect`] returns
-//! all of them now.
+//! skips clearing pages that are fresh from the OS. Free pages that stay free
+//! longer than a delay (`GOMALLOC_PURGE_DELAY_MS`, 500 ms) are returned to
+//! the OS with `madvise` by a background thread; [`collect`] returns all of
+//! them now.
 //!
 //! # Glossary
 //! - *span*: a page run and its record (`Span`), like Go's `mspan`.
@@ -69,6 +72,9 @@
 //! the cache registry lock (a leaf), a central list lock, then the heap lock.
 //! The large-object cache's lock is a leaf: nothing else is taken while it
 //! is held. `fork()` takes them all: registry, centrals, large cache, heap.
+//! The background scavenger thread (`scavenger.rs`) takes the large cache's
+//! lock, each central lock and the heap lock in turn, never two at once
+//! beyond the central-then-heap pair of `release_empty`.
 //! The only lock-free protocol, the remote-free word of a span, is described
 //! in `span.rs` and checked by the loom models in `loom-tests/`.
 //!
@@ -113,6 +119,8 @@ pub mod mcentral;
 pub mod mheap;
 #[doc(hidden)]
 pub mod os;
+#[doc(hidden)]
+pub mod scavenger;
 mod secure;
 pub mod sizeclass;
 #[doc(hidden)]
@@ -187,6 +195,26 @@ mod api {
         // SAFETY: the calling thread's cache of ALLOCATOR.
         unsafe { ALLOCATOR.publish_pending(current_cache()) };
         ALLOCATOR.stats()
+    }
+
+    /// Sets the background scavenger's delay: free pages are returned to the
+    /// OS once they have stayed free between one and two delays (0: within
+    /// a few milliseconds; negative: no background thread, the synchronous
+    /// policy instead). Overrides `GOMALLOC_PURGE_DELAY_MS`.
+    pub fn set_purge_delay_ms(ms: i64) {
+        ALLOCATOR.heap().scavenger().set_delay_ms(ms);
+    }
+
+    /// The background scavenger's delay in milliseconds (see
+    /// [`set_purge_delay_ms`]): `GOMALLOC_PURGE_DELAY_MS`, else 500.
+    pub fn purge_delay_ms() -> i64 {
+        ALLOCATOR.heap().scavenger().delay_ms()
+    }
+
+    /// True while the background scavenger thread exists (it starts at the
+    /// first free that leaves free pages; see [`set_purge_delay_ms`]).
+    pub fn scavenger_running() -> bool {
+        ALLOCATOR.heap().scavenger().running()
     }
 
     /// The usable size of the block starting at `ptr`, or `None` if `ptr` is

@@ -54,6 +54,14 @@ impl Allocator {
         }
     }
 
+    /// The same allocator with a background scavenger whose thread `spawn`
+    /// starts (see `scavenger.rs`); for the process-wide instance.
+    #[cfg(not(gomalloc_loom))]
+    pub const fn with_scavenger(mut self, spawn: crate::scavenger::SpawnFn) -> Allocator {
+        self.heap.scavenger = crate::scavenger::Scavenger::new(Some(spawn));
+        self
+    }
+
     /// See the normal build.
     #[cfg(gomalloc_loom)]
     pub fn new(adopt: Option<AdoptCacheFn>) -> Allocator {
@@ -451,6 +459,8 @@ impl Allocator {
         st.bytes_free_retained += h.dirty_free_pages * PAGE_SIZE;
         st.bytes_released = (h.free_pages - h.dirty_free_pages) * PAGE_SIZE;
         st.bytes_metadata = h.header_bytes + h.record_bytes + self.caches.mapped_bytes();
+        st.purges = h.purges;
+        st.bytes_purged = h.released_total;
         st.thread_caches = self.caches.count();
         st
     }

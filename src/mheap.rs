@@ -8,19 +8,27 @@
 //!
 //! # Layout
 //! An arena is a multiple of `ARENA_SIZE` (64 MiB), aligned to it, whose first
-//! pages hold its header: the page → span table, the free-page bitmap and the
-//! dirty-page bitmap. The arena index, one flat table with an entry per
-//! 64 MiB of the 47-bit address space (16 MiB of address space, touched only
-//! where arenas live), maps an address to its arena. So `span_of(p)` is two
-//! dependent loads and rejects any address outside our arenas or on a free
-//! page: frees need no object header.
+//! pages hold its header: the page → span table, the free-page bitmap, the
+//! dirty-page bitmap and the fresh-page bitmap (pages freed since the
+//! background scavenger's last tick, see `scavenger.rs`). The arena index,
+//! one flat table with an entry per 64 MiB of the 47-bit address space (16 MiB
+//! of address space, touched only where arenas live), maps an address to its
+//! arena. So `span_of(p)` is two dependent loads and rejects any address
+//! outside our arenas or on a free page: frees need no object header.
 //!
 //! Free runs are found address-ordered first-fit on the bitmaps; freeing sets
 //! bits back, so neighbouring runs coalesce implicitly. A page is *dirty* when
-//! it may be resident with old contents. The scavenger `madvise`s free dirty
-//! runs from the highest arena down when free dirty memory exceeds what is
-//! retained for reuse; a run with no dirty page reads as zero, which
-//! `alloc_zeroed` exploits for large objects.
+//! it may be resident with old contents; a run with no dirty page reads as
+//! zero, which `alloc_zeroed` exploits for large objects.
+//!
+//! # Returning pages to the OS
+//! With a background scavenger (the process-wide heap, unless
+//! `GOMALLOC_PURGE_DELAY_MS` is negative), a free leaves its pages dirty and
+//! the scavenger thread releases the pages that stayed free for a delay
+//! (`scavenge_aged`, ageing by the fresh bitmap). Without one (heaps built as
+//! values, a negative delay, a thread the OS refused), `free_span` applies
+//! the synchronous policy of `maybe_scavenge`: past a retained amount, the
+//! free dirty runs are `madvise`d from the highest arena down.
 //!
 //! # Concurrency
 //! One lock (`lock`) protects the arena list, bitmaps, span records and
@@ -29,10 +37,15 @@
 //! "written under the lock before any pointer into the span escapes"; loom
 //! models the lock and the span handoff). Lock order: central list locks
 //! before this one; nothing is locked while holding it.
+//! The background scavenger's control block (`scavenger.rs`) is atomics only;
+//! `free_span` reads it under this lock and wakes the thread after releasing
+//! it (the thread's own look at the counters, under this lock, is what makes
+//! that wake-up impossible to lose).
 
 use crate::bitmap::Bitmap;
 use crate::fixalloc::FixAlloc;
 use crate::os;
+use crate::scavenger::Scavenger;
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
 use crate::sync::{Locked, PlainAtomicPtr, PlainOrdering};
@@ -71,7 +84,7 @@ impl Arena {
     }
 
     fn header_bytes(npages: usize) -> usize {
-        TABLE_OFFSET + npages * size_of::<PlainAtomicPtr<Span>>() + 2 * Bitmap::words_for(npages) * 8
+        TABLE_OFFSET + npages * size_of::<PlainAtomicPtr<Span>>() + 3 * Bitmap::words_for(npages) * 8
     }
 
     fn table(&self) -> *const PlainAtomicPtr<Span> {
@@ -92,6 +105,17 @@ impl Arena {
             + TABLE_OFFSET
             + self.npages * size_of::<PlainAtomicPtr<Span>>()
             + Bitmap::words_for(self.npages) * 8;
+        // SAFETY: as for `free_map`.
+        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+    }
+
+    /// Fresh-page bitmap (1 = freed since the last background tick). Heap
+    /// lock.
+    fn fresh_map(&self) -> Bitmap {
+        let words = self.base()
+            + TABLE_OFFSET
+            + self.npages * size_of::<PlainAtomicPtr<Span>>()
+            + 2 * Bitmap::words_for(self.npages) * 8;
         // SAFETY: as for `free_map`.
         unsafe { Bitmap::new(words as *mut u64, self.npages) }
     }
@@ -132,6 +156,8 @@ pub struct HeapCounters {
     pub record_bytes: usize,
     /// Total bytes ever released to the OS.
     pub released_total: usize,
+    /// `madvise` calls made to release them.
+    pub purges: usize,
 }
 
 struct HeapInner {
@@ -146,6 +172,9 @@ pub struct MHeap {
     /// The arena index, mapped with the first arena and published once.
     index: PlainAtomicPtr<PlainAtomicPtr<Arena>>,
     inner: Locked<HeapInner>,
+    /// The background scavenger's control block (set up by
+    /// `Allocator::with_scavenger` for the process-wide heap).
+    pub(crate) scavenger: Scavenger,
 }
 
 // SAFETY: the raw pointers refer to arenas and records owned by the heap,
@@ -171,8 +200,10 @@ impl MHeap {
                         header_bytes: 0,
                         record_bytes: 0,
                         released_total: 0,
+                        purges: 0,
                     },
                 }),
+                scavenger: Scavenger::new(None),
             }
         }
     }
@@ -185,6 +216,15 @@ impl MHeap {
     /// Releases the heap lock taken by `lock_for_fork`.
     pub fn unlock_after_fork(&self, child: bool) {
         self.inner.unlock_after_fork(child);
+        if child {
+            self.scavenger.reset_after_fork();
+        }
+    }
+
+    /// The background scavenger's control block.
+    #[inline]
+    pub fn scavenger(&self) -> &Scavenger {
+        &self.scavenger
     }
 
     /// The arena holding `addr`, or null when the address is not in one.
@@ -281,7 +321,7 @@ impl MHeap {
     /// `span` came from `alloc_span` on this heap, holds no live object, and
     /// nothing uses it afterwards.
     pub unsafe fn free_span(&self, span: *mut Span) {
-        self.inner.with(|h| {
+        let deferred = self.inner.with(|h| {
             // SAFETY: the caller hands over a live span of this heap.
             unsafe {
                 let base = (*span).base;
@@ -292,8 +332,15 @@ impl MHeap {
                 ptr::drop_in_place(span);
                 h.records.free(span);
             }
+            if self.scavenger.background() {
+                return true;
+            }
             h.maybe_scavenge();
+            false
         });
+        if deferred {
+            self.scavenger.after_free();
+        }
     }
 
     /// Resizes a large span in place to `new_npages`: shrinking always
@@ -337,6 +384,17 @@ impl MHeap {
     /// remain. Returns the bytes released.
     pub fn scavenge(&self, keep_bytes: usize) -> usize {
         self.inner.with(|h| h.scavenge(keep_bytes / PAGE_SIZE)) * PAGE_SIZE
+    }
+
+    /// The background scavenger's step: releases every free dirty page that
+    /// is not fresh (every one with `all`), then clears the fresh marks, so a
+    /// page freed from now on is released at the earliest one step later.
+    /// Returns (pages released, free dirty pages left).
+    pub fn scavenge_aged(&self, all: bool) -> (usize, usize) {
+        self.inner.with(|h| {
+            let released = h.scavenge_aged(all);
+            (released, h.counters.dirty_free_pages)
+        })
     }
 
     /// A copy of the counters.
@@ -473,6 +531,7 @@ impl HeapInner {
         }
         arena.set_spans(page, n, ptr::null_mut());
         arena.free_map().set_range(page, n);
+        arena.fresh_map().set_range(page, n);
         arena.free_pages += n;
         arena.search_from = arena.search_from.min(page);
         self.counters.free_pages += n;
@@ -506,16 +565,55 @@ impl HeapInner {
                 let Some((start, end)) = free.next_run_in_both(&dirty, from) else {
                     break;
                 };
-                // SAFETY: the run is free pages of a live arena: no live data.
-                unsafe { os::release(arena.page_addr(start) as *mut u8, (end - start) * PAGE_SIZE) };
-                dirty.clear_range(start, end - start);
-                self.counters.dirty_free_pages -= end - start;
+                self.release_run(arena, start, end);
                 released += end - start;
                 from = end;
             }
             a = arena.prev;
         }
-        self.counters.released_total += released * PAGE_SIZE;
+        released
+    }
+
+    /// Returns the free dirty pages `[start, end)` of `arena` to the OS.
+    fn release_run(&mut self, arena: &Arena, start: usize, end: usize) {
+        // SAFETY: the run is free pages of a live arena: no live data.
+        unsafe { os::release(arena.page_addr(start) as *mut u8, (end - start) * PAGE_SIZE) };
+        arena.dirty_map().clear_range(start, end - start);
+        self.counters.dirty_free_pages -= end - start;
+        self.counters.released_total += (end - start) * PAGE_SIZE;
+        self.counters.purges += 1;
+    }
+
+    /// Releases the free dirty runs with no fresh page (all of them with
+    /// `all`), then clears every fresh mark. Returns pages released.
+    fn scavenge_aged(&mut self, all: bool) -> usize {
+        let mut released = 0;
+        let mut a = self.first;
+        while !a.is_null() {
+            // SAFETY: arenas on the list are live; the heap lock is held.
+            let arena = unsafe { &mut *a };
+            let (free, dirty, fresh) = (arena.free_map(), arena.dirty_map(), arena.fresh_map());
+            let mut from = 0;
+            while self.counters.dirty_free_pages != 0 {
+                let Some((start, end)) = free.next_run_in_both(&dirty, from) else {
+                    break;
+                };
+                let mut i = start;
+                while i < end {
+                    let run_start = if all { i } else { fresh.next_clear(i) };
+                    if run_start >= end {
+                        break;
+                    }
+                    let run_end = if all { end } else { fresh.next_set(run_start).map_or(end, |f| f.min(end)) };
+                    self.release_run(arena, run_start, run_end);
+                    released += run_end - run_start;
+                    i = run_end;
+                }
+                from = end;
+            }
+            fresh.clear_range(0, arena.npages);
+            a = arena.next;
+        }
         released
     }
 }
@@ -639,5 +737,38 @@ mod tests {
             let p = (*t).base as *const u8;
             assert_eq!(*p.add(12345), 0);
         }
+    }
+
+    #[test]
+    fn aged_scavenging_spares_pages_freed_since_the_last_tick() {
+        let heap = MHeap::new();
+        let old = heap.alloc_span(4, 1, 0);
+        let reused = heap.alloc_span(4, 1, 0);
+        // SAFETY: live spans of this heap, freed once.
+        unsafe {
+            heap.free_span(old);
+            heap.free_span(reused);
+        }
+        // First tick: both runs were freed since the last one: nothing goes.
+        let purges = heap.counters().purges;
+        assert_eq!(heap.scavenge_aged(false), (0, 8));
+        assert_eq!(heap.counters().purges, purges);
+        // The workload takes one run again and frees it before the next tick
+        // (first fit hands out the lowest run, `old`'s pages): only the run
+        // that stayed free for a whole period is released.
+        let again = heap.alloc_span(4, 1, 0);
+        // SAFETY: as above.
+        unsafe { heap.free_span(again) };
+        assert_eq!(heap.scavenge_aged(false), (4, 4), "the idle run goes, the reused one stays");
+        assert_eq!(heap.counters().purges, purges + 1);
+        // Untouched for another period: released too.
+        assert_eq!(heap.scavenge_aged(false), (4, 0));
+        let t = heap.alloc_span(2, 1, 0);
+        // SAFETY: as above; a delay of 0 releases fresh pages too.
+        unsafe {
+            std::ptr::write_bytes((*t).base as *mut u8, 1, 2 * PAGE_SIZE);
+            heap.free_span(t);
+        }
+        assert_eq!(heap.scavenge_aged(true), (2, 0));
     }
 }

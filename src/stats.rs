@@ -47,6 +47,11 @@ pub struct Stats {
     pub large_objects: usize,
     /// Thread caches alive.
     pub thread_caches: usize,
+    /// `madvise` calls that returned free pages to the OS since the process
+    /// started (scavenger, background or synchronous, and `collect`).
+    pub purges: usize,
+    /// Bytes those calls returned (a page released twice counts twice).
+    pub bytes_purged: usize,
     /// Per-class figures, indexed by size class (index 0 is unused).
     pub classes: [ClassStats; NUM_CLASSES],
 }
@@ -63,6 +68,8 @@ impl Default for Stats {
             small_spans: 0,
             large_objects: 0,
             thread_caches: 0,
+            purges: 0,
+            bytes_purged: 0,
             classes: [ClassStats::default(); NUM_CLASSES],
         }
     }
@@ -90,6 +97,7 @@ impl fmt::Display for Stats {
             "  small spans {}   large objects {}   thread caches {}",
             self.small_spans, self.large_objects, self.thread_caches
         )?;
+        writeln!(f, "  purges {}   purged {:.2} MiB in all", self.purges, self.bytes_purged as f64 / MIB)?;
         writeln!(f, "  {:>5} {:>7} {:>12} {:>8}", "class", "size", "objects", "spans")?;
         for (class, c) in self.classes.iter().enumerate().skip(1) {
             if c.spans != 0 || c.objects_in_use != 0 {

@@ -101,6 +101,7 @@ mod tests {
         assert_eq!(i64::from(crate::gom::VERSION), version);
         assert_eq!(enumerator(&h, "GOM_OPTION_SHOW_STATS"), Opt::ShowStats as i64);
         assert_eq!(enumerator(&h, "GOM_OPTION_VERBOSE"), Opt::Verbose as i64);
+        assert_eq!(enumerator(&h, "GOM_OPTION_PURGE_DELAY_MS"), Opt::PurgeDelayMs as i64);
         // struct gom_gc_stats: one 64-bit field per line of the header's
         // definition, in the order of `RawStats`.
         let gc = h.split("struct gom_gc_stats {").nth(1).unwrap().split("};").next().unwrap();
@@ -120,7 +121,7 @@ mod tests {
         );
         assert_eq!(
             core::mem::size_of::<GomStats>(),
-            (11 + 3 * GOM_NUM_CLASSES) * core::mem::size_of::<usize>(),
+            (13 + 3 * GOM_NUM_CLASSES) * core::mem::size_of::<usize>(),
             "gom_stats is all size_t, without padding"
         );
     }

@@ -4,7 +4,9 @@
 //!
 //! Called by `imp.rs` (is `GOMALLOC_VERBOSE` on?) and `gom.rs`
 //! (`gom_option_get`/`gom_option_set`). Calls `libc::getenv` and the core's
-//! stderr writer.
+//! stderr writer. `GOMALLOC_PURGE_DELAY_MS` belongs to the core, which reads
+//! it itself (a Rust program has it too): its option forwards to the core's
+//! `purge_delay_ms`/`set_purge_delay_ms`.
 //!
 //! # When the environment is read
 //! In the library's constructor (`.init_array`), which runs after libc's, or
@@ -29,6 +31,9 @@ pub enum Opt {
     ShowStats = 0,
     /// `GOMALLOC_VERBOSE`: print the allocator's decisions to stderr.
     Verbose = 1,
+    /// `GOMALLOC_PURGE_DELAY_MS`: the background scavenger's delay (the
+    /// core's value).
+    PurgeDelayMs = 2,
 }
 
 /// Every option with its environment variable.
@@ -40,6 +45,7 @@ impl Opt {
         match n {
             0 => Some(Opt::ShowStats),
             1 => Some(Opt::Verbose),
+            2 => Some(Opt::PurgeDelayMs),
             _ => None,
         }
     }
@@ -48,10 +54,13 @@ impl Opt {
         match self {
             Opt::ShowStats => "show_stats",
             Opt::Verbose => "verbose",
+            Opt::PurgeDelayMs => "purge_delay_ms",
         }
     }
 }
 
+/// The values of the options this file keeps (indexed by `Opt`; the core
+/// keeps `PurgeDelayMs`).
 static VALUES: [AtomicI64; OPTIONS.len()] = [const { AtomicI64::new(0) }; OPTIONS.len()];
 
 const UNREAD: u8 = 0;
@@ -105,11 +114,13 @@ fn read_environment() {
     if verbose() {
         let v = |o: Opt| VALUES[o as usize].load(Ordering::Relaxed);
         gomalloc_core::os::eprint_line(format_args!(
-            "gomalloc: options read from the environment: {}={} {}={}",
+            "gomalloc: options read from the environment: {}={} {}={} {}={}",
             Opt::ShowStats.name(),
             v(Opt::ShowStats),
             Opt::Verbose.name(),
-            v(Opt::Verbose)
+            v(Opt::Verbose),
+            Opt::PurgeDelayMs.name(),
+            gomalloc_core::purge_delay_ms()
         ));
     }
     if let Some((var, text)) = bad {
@@ -150,6 +161,9 @@ fn parse(text: &[u8]) -> Option<i64> {
 
 /// The current value of `opt`.
 pub fn get(opt: Opt) -> i64 {
+    if opt == Opt::PurgeDelayMs {
+        return gomalloc_core::purge_delay_ms();
+    }
     ensure_read();
     VALUES[opt as usize].load(Ordering::Relaxed)
 }
@@ -157,7 +171,11 @@ pub fn get(opt: Opt) -> i64 {
 /// Changes `opt` for the rest of the process.
 pub fn set(opt: Opt, value: i64) {
     ensure_read();
-    VALUES[opt as usize].store(value, Ordering::Relaxed);
+    if opt == Opt::PurgeDelayMs {
+        gomalloc_core::set_purge_delay_ms(value);
+    } else {
+        VALUES[opt as usize].store(value, Ordering::Relaxed);
+    }
     if verbose() {
         gomalloc_core::os::eprint_line(format_args!("gomalloc: option {} set to {}", opt.name(), value));
     }

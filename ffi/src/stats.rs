@@ -53,6 +53,10 @@ pub struct GomStats {
     pub num_classes: usize,
     /// Per-class figures; index 0 is unused.
     pub classes: [GomClassStats; NUM_CLASSES],
+    /// `madvise` calls that returned free pages to the OS.
+    pub purges: usize,
+    /// Bytes those calls returned.
+    pub bytes_purged: usize,
 }
 
 /// Size classes, as `GOM_NUM_CLASSES` in the header (checked by a test).
@@ -73,6 +77,8 @@ fn snapshot() -> GomStats {
         thread_caches: s.thread_caches,
         num_classes: NUM_CLASSES,
         classes: [GomClassStats::default(); NUM_CLASSES],
+        purges: s.purges,
+        bytes_purged: s.bytes_purged,
     };
     for (o, c) in out.classes.iter_mut().zip(s.classes.iter()) {
         *o = GomClassStats { object_size: c.object_size, objects_in_use: c.objects_in_use, spans: c.spans };

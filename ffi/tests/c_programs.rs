@@ -234,11 +234,11 @@ fn api_preload() {
 fn options_from_the_environment() {
     for form in [Form::Static, Form::Preload] {
         let exe = program("api.c", form);
-        let env = [("GOMALLOC_SHOW_STATS", "1"), ("GOMALLOC_VERBOSE", "1")];
+        let env = [("GOMALLOC_SHOW_STATS", "1"), ("GOMALLOC_VERBOSE", "1"), ("GOMALLOC_PURGE_DELAY_MS", "250")];
         let r = run(&exe, form, &[], &env, 3 * MINUTE);
         r.assert_ok("api with options");
         assert!(
-            r.stderr.contains("gomalloc: options read from the environment: show_stats=1 verbose=1"),
+            r.stderr.contains("gomalloc: options read from the environment: show_stats=1 verbose=1 purge_delay_ms=250"),
             "{}",
             r.describe()
         );
@@ -379,6 +379,18 @@ fn cxx_static() {
 #[test]
 fn cxx_preload() {
     run_ok("cxx.cpp", Form::Preload, &[], "cxx: ok");
+}
+
+/// Out of memory under `RLIMIT_AS`: NULL and ENOMEM from every allocating
+/// entry point, failed reallocs keep their blocks, recovery after frees.
+#[test]
+fn oom_static() {
+    run_ok("oom.c", Form::Static, &[], "oom: ok");
+}
+
+#[test]
+fn oom_preload() {
+    run_ok("oom.c", Form::Preload, &[], "oom: ok");
 }
 
 #[test]

@@ -84,24 +84,38 @@ impl RawLock {
 
 #[cfg(not(gomalloc_loom))]
 fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT reads the aligned u32 behind a live reference; a
-    // spurious or early return is handled by the caller's loop.
+    futex_wait_timeout(word, expected, None);
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout_ms` milliseconds
+/// when given. May return early (a wake, a signal, a spurious wake-up):
+/// callers re-check in a loop.
+#[cfg(not(gomalloc_loom))]
+pub(crate) fn futex_wait_timeout(word: &AtomicU32, expected: u32, timeout_ms: Option<u64>) {
+    let ts = timeout_ms.map(|ms| libc::timespec {
+        tv_sec: (ms / 1000).min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: FUTEX_WAIT reads the aligned u32 behind a live reference; the
+    // relative timeout, if any, lives on this frame for the call. A spurious
+    // or early return is handled by the caller's loop.
     unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            core::ptr::null::<libc::timespec>(),
-        );
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, expected, ts_ptr);
     }
 }
 
 #[cfg(not(gomalloc_loom))]
 fn futex_wake_one(word: &AtomicU32) {
+    futex_wake(word, 1);
+}
+
+/// Wakes up to `n` threads sleeping on `word`.
+#[cfg(not(gomalloc_loom))]
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, n);
     }
 }
 

@@ -9,16 +9,22 @@
 //! normal build.
 
 mod lock;
+#[cfg(not(gomalloc_loom))]
+mod os_thread;
 
 pub use lock::RawLock;
+#[cfg(not(gomalloc_loom))]
+pub(crate) use lock::{futex_wait_timeout, futex_wake};
+#[cfg(not(gomalloc_loom))]
+pub(crate) use os_thread::spawn_detached;
 
 #[cfg(not(gomalloc_loom))]
 pub use core::sync::atomic::{
-    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 #[cfg(gomalloc_loom)]
 pub use loom::sync::atomic::{
-    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
 #[cfg(gomalloc_loom)]

@@ -184,3 +184,60 @@ pub fn random_align(rng: &mut SmallRng, big_percent: u32, max_align: usize) -> u
         1 << rng.gen_range(0..=4)
     }
 }
+
+/// The output of a test case run in a child process.
+pub struct ChildRun {
+    pub status: std::process::ExitStatus,
+    /// stdout then stderr.
+    pub output: String,
+}
+
+/// Runs test `case` of the current test binary alone in a child process (`--exact`,
+/// `--nocapture`), with `var=case`, no `GOMALLOC_*` variable of the caller's and the
+/// extra environment `env`, killing it after
+/// `limit`. Cases that measure the whole process (RSS, address-space limits) use
+/// this to stay clear of the other tests of their binary; the case itself tells the
+/// parent from the child by `var`. The child runs without backtraces: symbolising
+/// one allocates, which a case at its memory limit cannot afford.
+pub fn run_case_in_child(case: &str, var: &str, env: &[(&str, &str)], limit: std::time::Duration) -> ChildRun {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([case, "--exact", "--nocapture", "--test-threads=1"])
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GOMALLOC_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(var, case).envs(env.iter().copied());
+    let mut child = cmd.spawn().expect("spawn the test binary");
+    let pipe = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = pipe(Box::new(child.stdout.take().expect("stdout")));
+    let err = pipe(Box::new(child.stderr.take().expect("stderr")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {case} did not finish in {limit:?}:\n{}{}", out.join().unwrap(), err.join().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = format!("{}{}", out.join().unwrap(), err.join().unwrap());
+    println!("--- child {case} ({status:?}):\n{output}");
+    ChildRun { status, output }
+}

@@ -448,6 +448,15 @@ static void test_gom_api(void) {
     CHECK(verbose == (env ? atol(env) : 0), "verbose %ld", verbose);
     CHECK(GOM(gom_option_set)(GOM_OPTION_VERBOSE, 7) == 0 && GOM(gom_option_get)(GOM_OPTION_VERBOSE) == 7, "set");
     CHECK(GOM(gom_option_set)(GOM_OPTION_VERBOSE, verbose) == 0, "set back");
+    env = getenv("GOMALLOC_PURGE_DELAY_MS");
+    long delay = GOM(gom_option_get)(GOM_OPTION_PURGE_DELAY_MS);
+    CHECK(delay == (env ? atol(env) : 500), "purge_delay_ms %ld", delay);
+    CHECK(GOM(gom_option_set)(GOM_OPTION_PURGE_DELAY_MS, 250) == 0 &&
+              GOM(gom_option_get)(GOM_OPTION_PURGE_DELAY_MS) == 250,
+          "set purge_delay_ms");
+    CHECK(GOM(gom_option_set)(GOM_OPTION_PURGE_DELAY_MS, delay) == 0, "set back");
+    CHECK(after.purges > 0 && after.bytes_purged >= (10 << 20), "after gom_collect: %zu purges, %zu bytes purged",
+          after.purges, after.bytes_purged);
     errno = 0;
     CHECK(GOM(gom_option_get)((gom_option_t)99) == -1 && errno == EINVAL, "unknown option get");
     CHECK(GOM(gom_option_set)((gom_option_t)99, 1) == EINVAL, "unknown option set");
