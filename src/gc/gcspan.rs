@@ -169,9 +169,20 @@ impl GcSpan {
     #[inline]
     pub fn mark(&self, index: usize) -> bool {
         let bit = 1u64 << (index % 64);
+        let word = &self.mark_bits[index / 64];
+        // Most shades find the object already marked (a black allocation's
+        // children, a barrier on a marked object, the tree's shared
+        // descendants): a plain load spares them the locked read-modify-write
+        // and the cache line's exclusive ownership. A stale clear bit only
+        // sends the caller to the `fetch_or`, which decides. Relaxed: a set
+        // bit is monotone within a cycle, and the caller does nothing with
+        // an object it did not win.
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return false;
+        }
         // AcqRel: the marker that wins the bit traces the object after this;
         // pairs with nothing else (bits are monotone within a cycle).
-        self.mark_bits[index / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0
+        word.fetch_or(bit, Ordering::AcqRel) & bit == 0
     }
 
     /// True if slot `index` is marked in the cycle in progress or just
