@@ -107,6 +107,7 @@ fn pauses(secs: f64) {
     let mut wall: Vec<u64> = Vec::new();
     let mut cpu: Vec<u64> = Vec::new();
     let (mut in_ops, mut in_ns, mut out_ops, mut out_ns) = (0u64, 0u64, 0u64, 0u64);
+    let (mut in_cpu, mut out_cpu) = (0u64, 0u64);
     let mut last = (Instant::now(), thread_cpu_ns());
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < secs {
@@ -114,14 +115,17 @@ fn pauses(secs: f64) {
             let now = (Instant::now(), thread_cpu_ns());
             if u > 0 {
                 let w = now.0.duration_since(last.0).as_nanos() as u64;
+                let c = now.1.saturating_sub(last.1);
                 wall.push(w);
-                cpu.push(now.1.saturating_sub(last.1));
+                cpu.push(c);
                 if h.is_marking() {
                     in_ops += PER_UNIT as u64;
                     in_ns += w;
+                    in_cpu += c;
                 } else {
                     out_ops += PER_UNIT as u64;
                     out_ns += w;
+                    out_cpu += c;
                 }
             }
             last = now;
@@ -153,9 +157,12 @@ fn pauses(secs: f64) {
     );
     let rate = |ops: u64, ns: u64| if ns == 0 { 0.0 } else { ops as f64 * 1e9 / ns as f64 / 1e6 };
     println!(
-        "RESULT throughput in_cycle_mops={:.3} out_of_cycle_mops={:.3} in_cycle_share={:.3}",
+        "RESULT throughput in_cycle_mops={:.3} out_of_cycle_mops={:.3} in_cycle_mops_per_cpu_s={:.3} \
+         out_of_cycle_mops_per_cpu_s={:.3} in_cycle_share={:.3}",
         rate(in_ops, in_ns),
         rate(out_ops, out_ns),
+        rate(in_ops, in_cpu),
+        rate(out_ops, out_cpu),
         in_ns as f64 / (in_ns + out_ns).max(1) as f64
     );
     println!(

@@ -176,7 +176,11 @@ impl GcSpan {
         // and the cache line's exclusive ownership. A stale clear bit only
         // sends the caller to the `fetch_or`, which decides. Relaxed: a set
         // bit is monotone within a cycle, and the caller does nothing with
-        // an object it did not win.
+        // an object it did not win. A set bit left from the last cycle
+        // cannot be read here: the sweep that cleared it happens before any
+        // shade of this cycle (its `sweeping` decrement or the collector's
+        // own sweep, then the `marking` store every shading path acquires;
+        // rule 7 in `gc/mod.rs`).
         if word.load(Ordering::Relaxed) & bit != 0 {
             return false;
         }
