@@ -49,6 +49,13 @@ use std::time::{Duration, Instant};
 /// The heap goal never falls below this (Go's 4 MiB floor).
 pub const MIN_HEAP_GOAL: usize = 4 << 20;
 
+/// Unswept spans a mutator sweeps looking for free room before it takes a
+/// fresh span instead (Go's `spanBudget`): after a flip over a heap that is
+/// mostly live, nearly every span sweeps full, and an unbounded search
+/// stalled the mutator for milliseconds (the graph bench's longest units).
+/// The collector's background sweep does the rest.
+const LAZY_SWEEP_BUDGET: usize = 32;
+
 /// Collector settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GcConfig {
@@ -260,9 +267,15 @@ impl HeapInner {
     // ---- spans for mutators ----
 
     /// A swept span of `class` with a free slot, for a mutator cache; null
-    /// when out of memory. Sweeps lazily if needed.
+    /// when out of memory. Sweeps lazily if needed, at most
+    /// `LAZY_SWEEP_BUDGET` spans: past that it takes a fresh span.
     pub fn span_for_cache(&self, class: usize) -> *mut GcSpan {
+        let mut swept = 0;
         loop {
+            if swept == LAZY_SWEEP_BUDGET {
+                break;
+            }
+            swept += 1;
             let (span, sg) = {
                 let mut l = self.lock_spans();
                 if let Some(s) = l.partial[class].pop() {
