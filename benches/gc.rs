@@ -136,6 +136,7 @@ fn pauses(secs: f64) {
     let over = |v: &[u64], ns: u64| v.iter().filter(|&&x| x > ns).count();
     let descheduled = wall.iter().zip(&cpu).filter(|(&w, &c)| w > 250_000 && c * 2 < w).count();
     let (w250, w1m) = (over(&wall, 250_000), over(&wall, 1_000_000));
+    let (c250, c1m) = (over(&cpu, 250_000), over(&cpu, 1_000_000));
     wall.sort_unstable();
     cpu.sort_unstable();
     let us = |ns: u64| ns as f64 / 1e3;
@@ -145,7 +146,8 @@ fn pauses(secs: f64) {
         "RESULT pauses units={units} ops_per_unit={PER_UNIT} build_secs={build:.2} \
          wall_p50_us={:.2} wall_p99_us={:.2} wall_p999_us={:.2} wall_max_us={:.1} \
          cpu_p50_us={:.2} cpu_p99_us={:.2} cpu_p999_us={:.2} cpu_max_us={:.1} \
-         units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled}",
+         units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
+         cpu_units_over_250us={c250} cpu_units_over_1ms={c1m}",
         us(percentile(&wall, 0.5)),
         us(percentile(&wall, 0.99)),
         us(percentile(&wall, 0.999)),
