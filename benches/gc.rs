@@ -89,6 +89,17 @@ fn graph(c: &mut Criterion) {
     g.finish();
 }
 
+/// The calling thread's user and system CPU time (µs), minor page faults
+/// and involuntary context switches.
+fn thread_usage() -> [i64; 4] {
+    // SAFETY: an all-zero `rusage` is a valid value to overwrite.
+    let mut u: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid out-pointer for getrusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let us = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
+    [us(u.ru_utime), us(u.ru_stime), u.ru_minflt, u.ru_nivcsw]
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -108,14 +119,29 @@ fn pauses(secs: f64) {
     let mut cpu: Vec<u64> = Vec::new();
     let (mut in_ops, mut in_ns, mut out_ops, mut out_ns) = (0u64, 0u64, 0u64, 0u64);
     let (mut in_cpu, mut out_cpu) = (0u64, 0u64);
-    let mut last = (Instant::now(), thread_cpu_ns());
+    let mut last = (Instant::now(), thread_cpu_ns(), thread_usage());
+    // What the units over 1 ms of CPU spent it on: (count, user µs, system
+    // µs, minor faults, involuntary switches).
+    let mut slow = (0u64, 0i64, 0i64, 0i64, 0i64);
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < secs {
         g.run_timed(20_000, PER_UNIT, |u| {
-            let now = (Instant::now(), thread_cpu_ns());
+            let now = (Instant::now(), thread_cpu_ns(), thread_usage());
             if u > 0 {
                 let w = now.0.duration_since(last.0).as_nanos() as u64;
                 let c = now.1.saturating_sub(last.1);
+                if c > 1_000_000 {
+                    slow.0 += 1;
+                    for k in 0..4 {
+                        let d = now.2[k] - last.2[k];
+                        match k {
+                            0 => slow.1 += d,
+                            1 => slow.2 += d,
+                            2 => slow.3 += d,
+                            _ => slow.4 += d,
+                        }
+                    }
+                }
                 wall.push(w);
                 cpu.push(c);
                 if h.is_marking() {
@@ -147,7 +173,8 @@ fn pauses(secs: f64) {
          wall_p50_us={:.2} wall_p99_us={:.2} wall_p999_us={:.2} wall_max_us={:.1} \
          cpu_p50_us={:.2} cpu_p99_us={:.2} cpu_p999_us={:.2} cpu_max_us={:.1} \
          units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
-         cpu_units_over_250us={c250} cpu_units_over_1ms={c1m}",
+         cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
+         over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={}",
         us(percentile(&wall, 0.5)),
         us(percentile(&wall, 0.99)),
         us(percentile(&wall, 0.999)),
@@ -156,6 +183,10 @@ fn pauses(secs: f64) {
         us(percentile(&cpu, 0.99)),
         us(percentile(&cpu, 0.999)),
         us(*cpu.last().unwrap_or(&0)),
+        slow.1,
+        slow.2,
+        slow.3,
+        slow.4,
     );
     let rate = |ops: u64, ns: u64| if ns == 0 { 0.0 } else { ops as f64 * 1e9 / ns as f64 / 1e6 };
     println!(

@@ -460,6 +460,12 @@ impl<'gc> Mutator<'gc> {
         let obj = slot.cast::<GcBox<T>>();
         // SAFETY: the slot is free, ours, large and aligned enough for the box.
         unsafe { core::ptr::write(obj, GcBox { desc: &GcBox::<T>::DESC, value }) };
+        if core::mem::needs_drop::<T>() {
+            // Sweeping skips the drops of spans that never held such a type.
+            // SAFETY: the new object lives in a span of this heap, still held
+            // by this cache (or, if large, not yet handed back).
+            unsafe { (*GcSpan::of(heap.pages, obj as *const GcBox<()>)).note_drop() };
+        }
         if black {
             // A barrier: `mark_new` may shade the object's children.
             self.state().with_barrier(heap, |_| heap.mark_new(obj as *const GcBox<()>));
