@@ -1,7 +1,7 @@
 //! The process-wide allocator: the only file holding global statics. It owns
 //! the `Allocator` instance behind `GoMalloc`, the thread-local cache pointer,
 //! the `pthread` key whose destructor flushes a cache at thread exit, and the
-//! `pthread_atfork` handlers.
+//! `pthread_atfork` handlers; and the thread-local list of `gc::Pool` slots.
 //!
 //! Called by `lib.rs` (the public API) and by the C library. Calls
 //! `malloc.rs`.
@@ -25,7 +25,7 @@
 
 use crate::malloc::Allocator;
 use crate::mcache::{CacheKind, MCache};
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The allocator behind [`crate::GoMalloc`].
@@ -47,6 +47,15 @@ const fn shared(c: &'static SharedCache) -> *mut MCache {
 
 thread_local! {
     static CACHE: Cell<*mut MCache> = const { Cell::new(shared(&UNBORN)) };
+}
+
+thread_local! {
+    /// The calling thread's slot in each `gc::Pool` it has used (`gc/pool.rs`).
+    /// Unlike `CACHE` this key has a destructor (registered on first use, by
+    /// a thread that is not inside the allocator): at thread exit it hands
+    /// each slot's value back to its pool.
+    pub(crate) static POOL_SLOTS: RefCell<Vec<crate::gc::pool::SlotRegistration>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 /// The calling thread's cache (possibly a shared empty one).

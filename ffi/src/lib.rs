@@ -16,6 +16,9 @@
 //!   internal allocations included.
 //! - `cxx.rs`: the C++ `operator new`/`delete` family by mangled name.
 //! - `gom.rs`: the prefixed API declared in `include/gomalloc.h`.
+//! - `gc.rs`: `gom_gc_*`, the garbage-collected heap from C (forwarding to
+//!   the core's `gc::raw`; these never run on a `malloc` path and may
+//!   allocate and start threads).
 //!
 //! Every `extern "C"` function forwards to one Rust function (`imp.rs`,
 //! `stats.rs`, `options.rs`), which makes each check once. Options are read
@@ -49,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod cxx;
+pub mod gc;
 pub mod gom;
 mod imp;
 pub mod libc_api;
@@ -97,6 +101,23 @@ mod tests {
         assert_eq!(i64::from(crate::gom::VERSION), version);
         assert_eq!(enumerator(&h, "GOM_OPTION_SHOW_STATS"), Opt::ShowStats as i64);
         assert_eq!(enumerator(&h, "GOM_OPTION_VERBOSE"), Opt::Verbose as i64);
+        // struct gom_gc_stats: one 64-bit field per line of the header's
+        // definition, in the order of `RawStats`.
+        let gc = h.split("struct gom_gc_stats {").nth(1).unwrap().split("};").next().unwrap();
+        let fields: std::vec::Vec<&str> = gc
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("uint64_t") || l.starts_with("int64_t"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().trim_end_matches(';'))
+            .collect();
+        assert_eq!(fields.len() * 8, core::mem::size_of::<gomalloc_core::gc::raw::RawStats>());
+        assert_eq!(fields.first(), Some(&"size"));
+        assert_eq!(fields.last(), Some(&"finalizers_run"));
+        assert_eq!(
+            core::mem::size_of::<gomalloc_core::gc::raw::RawType>(),
+            5 * core::mem::size_of::<usize>(),
+            "gom_gc_type is five pointer-sized fields"
+        );
         assert_eq!(
             core::mem::size_of::<GomStats>(),
             (11 + 3 * GOM_NUM_CLASSES) * core::mem::size_of::<usize>(),

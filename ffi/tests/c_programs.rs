@@ -321,3 +321,47 @@ fn cxx_static() {
 fn cxx_preload() {
     run_ok("cxx.cpp", Form::Preload, &[], "cxx: ok");
 }
+
+#[test]
+fn gc_api_static() {
+    run_ok("gc_api.c", Form::Static, &[], "gc_api: ok");
+}
+
+#[test]
+fn gc_api_preload() {
+    run_ok("gc_api.c", Form::Preload, &[], "gc_api: ok");
+}
+
+/// Misuse of the GC API the library detects: SIGABRT and a one-line message.
+#[test]
+fn gc_misuse_aborts_with_a_message() {
+    let cases = [
+        ("alloc-outside-scope", "gomalloc: gom_gc_alloc: called outside gom_gc_enter/gom_gc_leave"),
+        ("null-heap", "gomalloc: gom_gc_enter: the heap is NULL"),
+        ("nested-enter", "gomalloc: gom_gc_enter: the thread is already inside a scope"),
+        ("leave-outside", "gomalloc: gom_gc_leave: the thread is not inside a scope"),
+        ("collect-in-scope", "gomalloc: gom_gc_collect: called inside a scope"),
+        ("write-wrong-heap", "gomalloc: gom_gc_write (value): 0x"),
+        ("root-wrong-heap", "a Root used with a mutator of another heap"),
+        ("write-bad-slot", "gomalloc: gom_gc_write: the slot is not an aligned pointer field"),
+        ("write-not-object", "is not a live object of this GC heap"),
+    ];
+    for form in [Form::Static, Form::Preload] {
+        let exe = program("gc_api.c", form);
+        for (mode, message) in cases {
+            let r = run(&exe, form, &[mode], &[], MINUTE);
+            assert_eq!(r.status.signal(), Some(SIGABRT), "gc_api {mode} ({form:?}) must abort: {}", r.describe());
+            assert!(r.stderr.contains(message), "gc_api {mode} ({form:?}): no {message:?}: {}", r.describe());
+        }
+    }
+}
+
+#[test]
+fn gc_threads_static() {
+    run_ok("gc_threads.c", Form::Static, &[], "gc_threads: ok");
+}
+
+#[test]
+fn gc_threads_preload() {
+    run_ok("gc_threads.c", Form::Preload, &[], "gc_threads: ok");
+}

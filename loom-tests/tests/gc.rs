@@ -27,6 +27,18 @@
 //!   cycle's spans while the next cycle starts. Invariant: no sweep clears
 //!   mark bits the new cycle set (the `sweep_allowed`/`sweeping` Dekker
 //!   pair), so live objects survive and garbage dies once.
+//! - `straggler_span_is_swept_before_marking`: after a cycle, the root
+//!   object's span is unswept with its mark bit still set; the mutator
+//!   allocates (popping that span to sweep it lazily) and stores the new
+//!   object C in the root while the next cycle starts. Invariant: C
+//!   survives. It was written for the race `HeapInner::sweep_stragglers`
+//!   closes (the mutator finds sweeping closed after its pop and lists the
+//!   span back unswept, so the root's stale mark bit would stop it from
+//!   being traced), but loom does not reach that interleaving: in every
+//!   schedule it explored (P=2 and P=3) the mutator's sweep ran before the
+//!   collector closed sweeping, and removing `sweep_stragglers` goes
+//!   undetected (README). The model still checks lazy sweeping against a
+//!   cycle start, and catches the barrier and allocation-colour mutations.
 //!
 //! Mutations tried (one at a time, in a scratch copy; see the README).
 #![cfg(gomalloc_loom)]
@@ -257,5 +269,25 @@ fn sweeping_stops_before_marking() {
         w.heap.model_cycle();
         sweeper.join().unwrap();
         audit(&w, &root, 3);
+    });
+}
+
+#[test]
+fn straggler_span_is_swept_before_marking() {
+    builder().check(|| {
+        let w = World::new();
+        let root: Root<Obj<'static>> = w.heap.enter(|m| m.root(w.obj(m, 1)));
+        // A cycle leaves R's span unswept, with R's mark bit set.
+        w.heap.model_cycle();
+        let collector = w.collector();
+        w.heap.enter(|m| {
+            // This allocation pops R's unswept span to sweep it, and may find
+            // sweeping closed by the collector's next cycle and list it back.
+            let c = w.obj(m, 7);
+            root.get(m).a.set(m, Some(c));
+        });
+        collector.join().unwrap();
+        assert_eq!(w.drops(), 0, "C was dropped while reachable from the root");
+        audit(&w, &root, 2);
     });
 }

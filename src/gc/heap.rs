@@ -607,7 +607,7 @@ impl HeapInner {
     /// every cycle, with no GC lock held, until the hook is dropped (the heap
     /// keeps only a weak reference). `Pool` uses it to rotate its victim
     /// generation, as Go's `poolCleanup` runs at the start of a GC.
-    #[allow(dead_code)] // Pool is its first user; it lands separately.
+    #[cfg_attr(gomalloc_loom, allow(dead_code))] // `Pool` is not built under loom.
     pub fn add_cycle_hook(&self, hook: &Arc<dyn Fn() + Send + Sync>) {
         let mut hooks = self.cycle_hooks.lock().unwrap_or_else(|e| e.into_inner());
         hooks.retain(|h| h.strong_count() > 0);

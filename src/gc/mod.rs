@@ -42,6 +42,10 @@
 //! - `stats.rs`: `GcStats`, pauses, `GOMALLOC_GCTRACE`.
 //! - `weak.rs`: `Weak`, `WeakCell`, `WeakRoot` and their clearing.
 //! - `finalize.rs`: finalizers and the finalizer thread.
+//! - `raw.rs`: untyped objects with C trace and destroy callbacks, and the
+//!   functions behind the C API (`gom_gc_*` in `include/gomalloc.h`).
+//! - `pool.rs`: `Pool`, Go's `sync.Pool`: reusable values rotated to a
+//!   victim generation at each cycle (a cycle hook), on a timer, or on demand.
 //!
 //! # Soundness
 //! No use-after-free is reachable from safe code. The rules, and why each
@@ -178,7 +182,11 @@ mod gcspan;
 mod heap;
 mod mark;
 mod mutator;
+#[cfg(not(gomalloc_loom))]
+pub(crate) mod pool;
 mod ptr;
+#[cfg(not(gomalloc_loom))]
+pub mod raw;
 mod root;
 mod stats;
 mod trace;
@@ -188,6 +196,8 @@ pub use cell::{GcCell, GcVec};
 pub use gomalloc_derive::Trace;
 pub use heap::{parse_bytes, GcConfig};
 pub use mutator::Mutator;
+#[cfg(not(gomalloc_loom))]
+pub use pool::Pool;
 pub use ptr::{Gc, GcBox, Rebrand, TypeDesc};
 pub use root::Root;
 pub use stats::GcStats;

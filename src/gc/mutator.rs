@@ -127,6 +127,14 @@ impl MutatorState {
         }
     }
 
+    /// True if the owning thread is inside `enter` (asked by that thread:
+    /// only it moves the word between 0 and a cycle number). For the C API.
+    #[cfg(not(gomalloc_loom))]
+    pub fn inside(&self) -> bool {
+        let e = self.entered.load(Ordering::Relaxed);
+        e != 0 && e != LOCKED
+    }
+
     /// Marks the calling thread inside `enter`.
     pub fn enter(&self, heap: &HeapInner) {
         let wait = Instant::now();
@@ -422,6 +430,20 @@ pub(crate) fn state_for(heap: &Arc<HeapInner>) -> Arc<MutatorState> {
     })
 }
 
+/// Forgets the calling thread's mutator for `heap` (which must be outside
+/// `enter`): its cache goes back and it leaves the heap's mutator list, as
+/// at thread exit. A later `enter` registers it again. For the C API.
+#[cfg(not(gomalloc_loom))]
+pub(crate) fn deregister(heap: &Arc<HeapInner>) {
+    let reg = REGISTRATIONS.with(|r| {
+        let mut regs = r.borrow_mut();
+        let at = regs.iter().position(|reg| reg.heap_id == heap.id)?;
+        Some(regs.swap_remove(at))
+    });
+    // Dropped outside the thread-local's borrow: it takes heap locks.
+    drop(reg);
+}
+
 /// The capability to use GC handles branded `'gc`: one per `Heap::enter`
 /// scope. Not `Send`: it is the calling thread's.
 pub struct Mutator<'gc> {
@@ -452,15 +474,41 @@ impl<'gc> Mutator<'gc> {
 
     /// Allocates `value` in the GC heap.
     pub fn alloc<T: crate::gc::Trace + Send + Sync + 'gc>(&self, value: T) -> crate::gc::Gc<'gc, T> {
+        let size = core::mem::size_of::<GcBox<T>>();
+        // SAFETY: the closure writes a whole `GcBox<T>` with `T`'s
+        // descriptor into a slot sized and aligned for it.
+        let obj = unsafe {
+            self.alloc_init(size, core::mem::align_of::<GcBox<T>>(), core::mem::needs_drop::<T>(), |slot| {
+                core::ptr::write(slot.cast::<GcBox<T>>(), GcBox { desc: &GcBox::<T>::DESC, value })
+            })
+        };
+        // SAFETY: the object is initialised; it is black, or white in a
+        // scope that began before the current cycle (see the module header).
+        unsafe { crate::gc::Gc::from_raw(obj.cast::<GcBox<T>>()) }
+    }
+
+    /// Allocates an object of `size` bytes (header included) aligned to
+    /// `align`, which `init` writes before the collector can see it. Shared
+    /// by `alloc` and the untyped objects of the C API (`raw.rs`).
+    /// `needs_drop` says whether the descriptor's `drop` does anything:
+    /// sweeping skips the drops of spans that never held such an object.
+    ///
+    /// # Safety
+    /// `init` must write, at the slot it is given, a descriptor and a value
+    /// that the descriptor's `trace` and `drop` accept, within `size` bytes;
+    /// `needs_drop` is true unless that `drop` is a no-op.
+    pub(crate) unsafe fn alloc_init(
+        &self,
+        size: usize,
+        align: usize,
+        needs_drop: bool,
+        init: impl FnOnce(*mut GcBox<()>),
+    ) -> *mut GcBox<()> {
         let heap = self.heap();
         // SAFETY: this thread is inside `enter` and owns the state's cache.
-        let (slot, black, large) = unsafe {
-            self.state().alloc_slot(heap, core::mem::size_of::<GcBox<T>>(), core::mem::align_of::<GcBox<T>>())
-        };
-        let obj = slot.cast::<GcBox<T>>();
-        // SAFETY: the slot is free, ours, large and aligned enough for the box.
-        unsafe { core::ptr::write(obj, GcBox { desc: &GcBox::<T>::DESC, value }) };
-        if core::mem::needs_drop::<T>() {
+        let (obj, black, large) = unsafe { self.state().alloc_slot(heap, size, align) };
+        init(obj);
+        if needs_drop {
             // Sweeping skips the drops of spans that never held such a type.
             // SAFETY: the new object lives in a span of this heap, still held
             // by this cache (or, if large, not yet handed back).
@@ -473,9 +521,7 @@ impl<'gc> Mutator<'gc> {
         if !large.is_null() {
             heap.return_from_cache(large);
         }
-        // SAFETY: the object is initialised; it is black, or white in a
-        // scope that began before the current cycle (see the module header).
-        unsafe { crate::gc::Gc::from_raw(obj) }
+        obj
     }
 
     /// A point where the collector may make progress, for long loops that

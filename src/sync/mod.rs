@@ -214,6 +214,72 @@ impl<T> Locked<T> {
     }
 }
 
+/// A value behind a spin lock released by a plain store: one atomic
+/// read-modify-write per critical section where `Locked` takes two. For data
+/// that one thread uses all the time and others touch rarely, briefly (a
+/// `gc::Pool` thread slot): a waiter spins, then yields and naps
+/// ([`thread::backoff`]), and is never woken, so critical sections must be a
+/// few instructions and must not run user code. Under loom it is `Locked`,
+/// whose waiters loom models as blocked.
+#[cfg(not(gomalloc_loom))]
+#[derive(Debug)]
+pub struct SpinLocked<T> {
+    held: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+/// See the normal build.
+#[cfg(gomalloc_loom)]
+pub type SpinLocked<T> = Locked<T>;
+
+// SAFETY: the value is only touched inside `with`, with the lock held, so one
+// thread at a time uses it; it may be used from any thread, hence `T: Send`.
+#[cfg(not(gomalloc_loom))]
+unsafe impl<T: Send> Sync for SpinLocked<T> {}
+// SAFETY: moving the flag and the value together moves no thread-bound state
+// beyond `T`'s own.
+#[cfg(not(gomalloc_loom))]
+unsafe impl<T: Send> Send for SpinLocked<T> {}
+
+#[cfg(not(gomalloc_loom))]
+impl<T> SpinLocked<T> {
+    /// `value`, unlocked.
+    pub const fn new(value: T) -> SpinLocked<T> {
+        SpinLocked { held: AtomicBool::new(false), value: UnsafeCell::new(value) }
+    }
+
+    /// Runs `f` on the value with the lock held. `f` must not panic (the
+    /// lock would stay held).
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // Acquire pairs with the Release store below (of the previous holder).
+        if self.held.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            self.lock_contended();
+        }
+        // SAFETY: the lock gives this thread sole access to the value.
+        let r = self.value.with_mut(|p| f(unsafe { &mut *p }));
+        // Release pairs with the Acquire of the next holder's exchange.
+        self.held.store(false, Ordering::Release);
+        r
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let mut round = 0;
+        loop {
+            // Acquire as in `with`.
+            if !self.held.load(Ordering::Relaxed)
+                && self.held.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                return;
+            }
+            thread::backoff(round);
+            round = round.saturating_add(1);
+        }
+    }
+}
+
 /// Spin-wait hint for loops that wait on another thread. Under loom it yields
 /// so the model checker can schedule the thread being waited for.
 #[inline]
