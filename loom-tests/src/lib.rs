@@ -72,6 +72,15 @@ mod model_support {
         if b.preemption_bound.is_none() {
             b.preemption_bound = Some(2);
         }
+        // The GC models wait in yielding loops (a weak upgrade waiting for
+        // the flip, the collector waiting out barriers), and each atomic
+        // access on such a path is a branch: loom's default of 1 000 is
+        // reached by `weak_upgrade_races_the_cycle` once `shade` reads the
+        // mark bit before its `fetch_or`. The interleavings explored stay
+        // bounded by the preemption bound.
+        if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+            b.max_branches = 20_000;
+        }
         b
     }
 

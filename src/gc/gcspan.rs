@@ -24,7 +24,7 @@ use crate::gc::ptr::GcBox;
 use crate::mheap::MHeap;
 use crate::sizeclass::{CLASS_SIZE, PAGE_SIZE};
 use crate::span::Span;
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Bytes at the start of a span reserved for the header.
 pub const HEADER_BYTES: usize = 256;
@@ -70,6 +70,13 @@ pub struct GcSpan {
     pub alloc_bits: [AtomicU64; BITMAP_WORDS],
     /// Mark bits of the cycle in progress or just finished.
     pub mark_bits: [AtomicU64; BITMAP_WORDS],
+    /// Some object allocated here since the span was created has drop
+    /// glue, so sweeping must run `desc.drop` on dead objects. Without it a
+    /// sweep is bitmap work only: calling the (empty) drop of every dead
+    /// object cost a cache miss on each, which made lazy sweeps the
+    /// mutator's longest stalls. Set by the holder through `note_drop`
+    /// before the span goes back to the lists; never cleared.
+    pub has_drop: AtomicBool,
 }
 
 const _: () = assert!(core::mem::size_of::<GcSpan>() <= HEADER_BYTES);
@@ -124,6 +131,7 @@ impl GcSpan {
                     holder: AtomicUsize::new(2),
                     alloc_bits: Default::default(),
                     mark_bits: Default::default(),
+                    has_drop: AtomicBool::new(false),
                 },
             );
             g
@@ -169,9 +177,24 @@ impl GcSpan {
     #[inline]
     pub fn mark(&self, index: usize) -> bool {
         let bit = 1u64 << (index % 64);
+        let word = &self.mark_bits[index / 64];
+        // Most shades find the object already marked (a black allocation's
+        // children, a barrier on a marked object, the tree's shared
+        // descendants): a plain load spares them the locked read-modify-write
+        // and the cache line's exclusive ownership. A stale clear bit only
+        // sends the caller to the `fetch_or`, which decides. Relaxed: a set
+        // bit is monotone within a cycle, and the caller does nothing with
+        // an object it did not win. A set bit left from the last cycle
+        // cannot be read here: the sweep that cleared it happens before any
+        // shade of this cycle (its `sweeping` decrement or the collector's
+        // own sweep, then the `marking` store every shading path acquires;
+        // rule 7 in `gc/mod.rs`).
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return false;
+        }
         // AcqRel: the marker that wins the bit traces the object after this;
         // pairs with nothing else (bits are monotone within a cycle).
-        self.mark_bits[index / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0
+        word.fetch_or(bit, Ordering::AcqRel) & bit == 0
     }
 
     /// True if slot `index` is marked in the cycle in progress or just
@@ -213,6 +236,17 @@ impl GcSpan {
         None
     }
 
+    /// Records that an object with drop glue was allocated here (see
+    /// `has_drop`). Every allocation path that writes a type needing drop
+    /// must call it, before the span leaves its holder.
+    #[inline]
+    pub fn note_drop(&self) {
+        // Relaxed: see `sweep`. The load keeps the common case a read.
+        if !self.has_drop.load(Ordering::Relaxed) {
+            self.has_drop.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// True if the holder can allocate here.
     pub fn has_free(&self) -> bool {
         self.allocated.load(Ordering::Relaxed) < self.nelems
@@ -247,6 +281,12 @@ impl GcSpan {
             let marked = self.mark_bits[w].load(Ordering::Acquire);
             debug_assert_eq!(marked & !alloc, 0, "gomalloc::gc: mark bits on free slots of span {:p}", self);
             let mut dead = alloc & !marked;
+            r.freed += dead.count_ones() as usize;
+            // Relaxed: the holder's `note_drop` reached this sweeper through
+            // the span lists' mutex, as the span itself did.
+            if !self.has_drop.load(Ordering::Relaxed) {
+                dead = 0;
+            }
             while dead != 0 {
                 let i = w * 64 + dead.trailing_zeros() as usize;
                 dead &= dead - 1;
@@ -256,7 +296,6 @@ impl GcSpan {
                 // reads it again. Its `Drop` reaches no GC object (derive
                 // forbids `Drop` on traced types).
                 unsafe { ((*obj).desc.drop)(obj) };
-                r.freed += 1;
             }
             r.live += (alloc & marked).count_ones() as usize;
             // Objects allocated black since marking began are marked too.

@@ -7,9 +7,11 @@
 //! # Concurrency
 //! Mark bits are set with an atomic `fetch_or`; whoever flips a bit from 0 to
 //! 1 owns tracing that object and pushes it on the grey queue (a `Mutex`-ed
-//! stack: barrier pushes happen only while marking). An object is white while
-//! its bit is clear, grey while it is set and it sits in the queue, black once
-//! traced. Tracing reads only immutable fields and barriered cells' atomics.
+//! stack: barrier pushes happen only while marking) or, inside `drain`, on
+//! the drainer's own stack, which goes back to the queue before `drain`
+//! returns. An object is white while its bit is clear, grey while it is set
+//! and it sits in a queue, black once traced. Tracing reads only immutable
+//! fields and barriered cells' atomics.
 
 use crate::gc::gcspan::GcSpan;
 use crate::gc::heap::HeapInner;
@@ -17,12 +19,37 @@ use crate::gc::ptr::GcBox;
 use crate::gc::trace::Tracer;
 use crate::sync::Ordering;
 
+/// What `mark_grey` did.
+enum Grey {
+    /// Marked by this call; it holds handles, so it must be traced.
+    Trace,
+    /// Marked by this call; it holds no handle.
+    Leaf,
+    /// Already marked (or null): nothing to do.
+    Already,
+}
+
 impl HeapInner {
     /// Shades `obj` grey if it is white. Returns true if this call marked it.
     #[inline]
     pub(crate) fn shade(&self, obj: *const GcBox<()>) -> bool {
+        match self.mark_grey(obj) {
+            Grey::Trace => {
+                self.grey.lock().unwrap_or_else(|e| e.into_inner()).push(obj as usize);
+                true
+            }
+            Grey::Leaf => true,
+            Grey::Already => false,
+        }
+    }
+
+    /// Sets the mark bit of `obj` (if it is not null); says whether this
+    /// call marked it and whether it then needs tracing. The caller queues
+    /// an object it must trace.
+    #[inline]
+    fn mark_grey(&self, obj: *const GcBox<()>) -> Grey {
         if obj.is_null() {
-            return false;
+            return Grey::Already;
         }
         // SAFETY: handles and cell contents always point at live objects of
         // this heap (module invariant of `ptr.rs`; cells are branded).
@@ -37,14 +64,15 @@ impl HeapInner {
             self.marking.load(Ordering::Relaxed)
         );
         if !span.mark(index) {
-            return false;
+            return Grey::Already;
         }
         self.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
         // SAFETY: the object is live and initialised (see above).
         if unsafe { (*obj).desc.holds_gc } {
-            self.grey.lock().unwrap_or_else(|e| e.into_inner()).push(obj as usize);
+            Grey::Trace
+        } else {
+            Grey::Leaf
         }
-        true
     }
 
     /// True if `obj` is marked in the cycle in progress or just finished.
@@ -96,23 +124,40 @@ impl HeapInner {
 
     /// Traces grey objects until the queue is empty or `budget` objects have
     /// been traced. Returns the number traced.
+    ///
+    /// The children this finds go to a stack of the caller's own, not the
+    /// shared queue: one lock per object shaded was the marker's largest
+    /// cost. The stack is empty, or handed back to the shared queue, before
+    /// this returns, so a caller that ends marking on an empty shared queue
+    /// (the collector) or runs inside a barrier (an assist) leaves no grey
+    /// object unseen.
     pub(crate) fn drain(&self, budget: usize) -> usize {
         let mut done = 0;
-        let mut batch: Vec<usize> = Vec::with_capacity(64);
+        let mut local: Vec<usize> = Vec::with_capacity(256);
         while done < budget {
-            {
+            let Some(obj) = local.pop() else {
                 let mut q = self.grey.lock().unwrap_or_else(|e| e.into_inner());
                 let take = q.len().min(64).min(budget - done);
                 if take == 0 {
                     break;
                 }
                 let at = q.len() - take;
-                batch.extend(q.drain(at..));
-            }
-            for obj in batch.drain(..) {
-                self.trace_object(obj as *const GcBox<()>);
-                done += 1;
-            }
+                local.extend(q.drain(at..));
+                continue;
+            };
+            let obj = obj as *const GcBox<()>;
+            let mut sink = |child: *const GcBox<()>| {
+                if let Grey::Trace = self.mark_grey(child) {
+                    local.push(child as usize);
+                }
+            };
+            let mut tracer = Tracer { sink: &mut sink };
+            // SAFETY: a grey object is live until the sweep after this cycle.
+            unsafe { ((*obj).desc.trace)(obj, &mut tracer) };
+            done += 1;
+        }
+        if !local.is_empty() {
+            self.grey.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&local);
         }
         done
     }

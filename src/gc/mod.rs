@@ -306,6 +306,14 @@ impl Heap {
         self.inner.wait_finalizers();
     }
 
+    /// True while a cycle is marking (the write barrier is on). A cheap,
+    /// racy read for monitoring, e.g. to split mutator throughput between
+    /// time inside and outside cycles; it may be stale by the time it
+    /// returns.
+    pub fn is_marking(&self) -> bool {
+        self.inner.marking.load(crate::sync::Ordering::Relaxed)
+    }
+
     /// Statistics.
     pub fn stats(&self) -> GcStats {
         self.inner.stats()

@@ -478,7 +478,7 @@ impl<'gc> Mutator<'gc> {
         // SAFETY: the closure writes a whole `GcBox<T>` with `T`'s
         // descriptor into a slot sized and aligned for it.
         let obj = unsafe {
-            self.alloc_init(size, core::mem::align_of::<GcBox<T>>(), |slot| {
+            self.alloc_init(size, core::mem::align_of::<GcBox<T>>(), core::mem::needs_drop::<T>(), |slot| {
                 core::ptr::write(slot.cast::<GcBox<T>>(), GcBox { desc: &GcBox::<T>::DESC, value })
             })
         };
@@ -490,20 +490,30 @@ impl<'gc> Mutator<'gc> {
     /// Allocates an object of `size` bytes (header included) aligned to
     /// `align`, which `init` writes before the collector can see it. Shared
     /// by `alloc` and the untyped objects of the C API (`raw.rs`).
+    /// `needs_drop` says whether the descriptor's `drop` does anything:
+    /// sweeping skips the drops of spans that never held such an object.
     ///
     /// # Safety
     /// `init` must write, at the slot it is given, a descriptor and a value
-    /// that the descriptor's `trace` and `drop` accept, within `size` bytes.
+    /// that the descriptor's `trace` and `drop` accept, within `size` bytes;
+    /// `needs_drop` is true unless that `drop` is a no-op.
     pub(crate) unsafe fn alloc_init(
         &self,
         size: usize,
         align: usize,
+        needs_drop: bool,
         init: impl FnOnce(*mut GcBox<()>),
     ) -> *mut GcBox<()> {
         let heap = self.heap();
         // SAFETY: this thread is inside `enter` and owns the state's cache.
         let (obj, black, large) = unsafe { self.state().alloc_slot(heap, size, align) };
         init(obj);
+        if needs_drop {
+            // Sweeping skips the drops of spans that never held such a type.
+            // SAFETY: the new object lives in a span of this heap, still held
+            // by this cache (or, if large, not yet handed back).
+            unsafe { (*GcSpan::of(heap.pages, obj as *const GcBox<()>)).note_drop() };
+        }
         if black {
             // A barrier: `mark_new` may shade the object's children.
             self.state().with_barrier(heap, |_| heap.mark_new(obj as *const GcBox<()>));

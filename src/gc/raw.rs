@@ -389,7 +389,8 @@ pub unsafe fn alloc(h: *mut CHeap, ty: *const RawType) -> *mut c_void {
                 misuse("gom_gc_alloc", "the type's size is too large");
             };
             let desc: &'static TypeDesc = if t.trace.is_some() { &C_DESC } else { &C_LEAF_DESC };
-            let obj = m.alloc_init(total, t.align.max(8), |slot| {
+            // `true`: the drop calls the C destructor, if the type has one.
+            let obj = m.alloc_init(total, t.align.max(8), true, |slot| {
                 let base = slot.cast::<u8>();
                 base.cast::<&'static TypeDesc>().write(desc);
                 base.add(8).cast::<*const RawType>().write(ty);

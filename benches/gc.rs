@@ -1,0 +1,276 @@
+//! GC benchmarks with gomalloc as the global allocator: gomalloc's GC arena
+//! against `Arc`, the `gc` crate and `dumpster::sync` on binary-trees and a
+//! long-lived graph of a million objects under continuous mutation.
+//! `benches/gc_system.rs` runs the `Arc` cases on the system allocator.
+//!
+//! Two modes. Without `GOMALLOC_GCBENCH`, criterion (`cargo bench --bench
+//! gc`): binary-trees at depth 16, and graph batches of 10 000 operations.
+//! With it, one measurement for `benches/gc/run.sh` prints a `RESULT` line:
+//! - `trees DEPTH IMPL` — one binary-trees run;
+//! - `graph SECS IMPL` — graph operations for SECS seconds;
+//! - `pauses SECS` — the mutator's view of the collector on the graph: each
+//!   unit of `PER_UNIT` operations is timed (wall clock and thread CPU
+//!   time), so a collector stall shows as a long unit; units are split by
+//!   whether a cycle was marking when they ended.
+//!
+//! IMPL is one of `arena` (gomalloc's GC), `arc`, `gc` (the `gc` crate),
+//! `dumpster`.
+
+#[path = "gc/arc.rs"]
+mod arc;
+#[path = "gc/collectors.rs"]
+mod collectors;
+#[path = "gc/common.rs"]
+mod common;
+
+use collectors::{arena, dumpster_sync, gc_crate};
+use common::{script_command, thread_cpu_ns, time_graph, time_trees, GRAPH_NODES};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use gomalloc::gc::{GcConfig, Heap};
+use gomalloc::GoMalloc;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: GoMalloc = GoMalloc;
+
+const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+const CRITERION_DEPTH: u32 = 16;
+const GRAPH_BATCH: usize = 10_000;
+/// Graph operations per timed unit in `pauses`.
+const PER_UNIT: usize = 16;
+
+fn heap() -> Heap {
+    Heap::with_config(GcConfig { gc_percent: 100, memory_limit: usize::MAX, trace: false })
+}
+
+fn binary_trees(c: &mut Criterion) {
+    let mut g = c.benchmark_group("binary_trees");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    let d = CRITERION_DEPTH;
+    g.throughput(Throughput::Elements(common::allocated_nodes(d)));
+    let expect = common::expected_checksum(d);
+    let h = heap();
+    g.bench_with_input(BenchmarkId::new("gomalloc_gc", d), &d, |b, &d| {
+        b.iter(|| assert_eq!(arena::binary_trees(&h, black_box(d)), expect))
+    });
+    g.bench_with_input(BenchmarkId::new("arc_gomalloc", d), &d, |b, &d| {
+        b.iter(|| assert_eq!(arc::binary_trees(black_box(d)), expect))
+    });
+    g.bench_with_input(BenchmarkId::new("gc_crate", d), &d, |b, &d| {
+        b.iter(|| assert_eq!(gc_crate::binary_trees(black_box(d)), expect))
+    });
+    g.bench_with_input(BenchmarkId::new("dumpster_sync", d), &d, |b, &d| {
+        b.iter(|| assert_eq!(dumpster_sync::binary_trees(black_box(d)), expect))
+    });
+    g.finish();
+}
+
+fn graph(c: &mut Criterion) {
+    let mut g = c.benchmark_group("graph_1M");
+    g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    g.throughput(Throughput::Elements(GRAPH_BATCH as u64));
+    {
+        let mut graph = arena::Graph::build(heap(), GRAPH_NODES, SEED);
+        g.bench_function("gomalloc_gc", |b| b.iter(|| black_box(graph.run(GRAPH_BATCH))));
+    }
+    {
+        let mut graph = arc::Graph::build(GRAPH_NODES, SEED);
+        g.bench_function("arc_gomalloc", |b| b.iter(|| black_box(graph.run(GRAPH_BATCH))));
+    }
+    {
+        let mut graph = gc_crate::Graph::build(GRAPH_NODES, SEED);
+        g.bench_function("gc_crate", |b| b.iter(|| black_box(graph.run(GRAPH_BATCH))));
+    }
+    {
+        let mut graph = dumpster_sync::Graph::build(GRAPH_NODES, SEED);
+        g.bench_function("dumpster_sync", |b| b.iter(|| black_box(graph.run(GRAPH_BATCH))));
+    }
+    g.finish();
+}
+
+/// The calling thread's user and system CPU time (µs), minor page faults
+/// and involuntary context switches.
+fn thread_usage() -> [i64; 4] {
+    // SAFETY: an all-zero `rusage` is a valid value to overwrite.
+    let mut u: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid out-pointer for getrusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let us = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
+    [us(u.ru_utime), us(u.ru_stime), u.ru_minflt, u.ru_nivcsw]
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `pauses SECS`: see the module header.
+fn pauses(secs: f64) {
+    let h = heap();
+    let t0 = Instant::now();
+    let mut g = arena::Graph::build(h.clone(), GRAPH_NODES, SEED);
+    let build = t0.elapsed().as_secs_f64();
+    g.run(500_000); // warm-up: the heap reaches its steady state
+    let s0 = h.stats();
+    let mut wall: Vec<u64> = Vec::new();
+    let mut cpu: Vec<u64> = Vec::new();
+    let (mut in_ops, mut in_ns, mut out_ops, mut out_ns) = (0u64, 0u64, 0u64, 0u64);
+    let (mut in_cpu, mut out_cpu) = (0u64, 0u64);
+    let mut last = (Instant::now(), thread_cpu_ns(), thread_usage());
+    // What the units over 1 ms of CPU spent it on: (count, user µs, system
+    // µs, minor faults, involuntary switches).
+    let mut slow = (0u64, 0i64, 0i64, 0i64, 0i64);
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        g.run_timed(20_000, PER_UNIT, |u| {
+            let now = (Instant::now(), thread_cpu_ns(), thread_usage());
+            if u > 0 {
+                let w = now.0.duration_since(last.0).as_nanos() as u64;
+                let c = now.1.saturating_sub(last.1);
+                if c > 1_000_000 {
+                    slow.0 += 1;
+                    for k in 0..4 {
+                        let d = now.2[k] - last.2[k];
+                        match k {
+                            0 => slow.1 += d,
+                            1 => slow.2 += d,
+                            2 => slow.3 += d,
+                            _ => slow.4 += d,
+                        }
+                    }
+                }
+                wall.push(w);
+                cpu.push(c);
+                if h.is_marking() {
+                    in_ops += PER_UNIT as u64;
+                    in_ns += w;
+                    in_cpu += c;
+                } else {
+                    out_ops += PER_UNIT as u64;
+                    out_ns += w;
+                    out_cpu += c;
+                }
+            }
+            last = now;
+        });
+    }
+    let s1 = h.stats();
+    let units = wall.len();
+    let over = |v: &[u64], ns: u64| v.iter().filter(|&&x| x > ns).count();
+    let descheduled = wall.iter().zip(&cpu).filter(|(&w, &c)| w > 250_000 && c * 2 < w).count();
+    let (w250, w1m) = (over(&wall, 250_000), over(&wall, 1_000_000));
+    let (c250, c1m) = (over(&cpu, 250_000), over(&cpu, 1_000_000));
+    wall.sort_unstable();
+    cpu.sort_unstable();
+    let us = |ns: u64| ns as f64 / 1e3;
+    let mut ring: Vec<u64> = s1.recent_pauses.iter().map(|d| d.as_nanos() as u64).collect();
+    ring.sort_unstable();
+    println!(
+        "RESULT pauses units={units} ops_per_unit={PER_UNIT} build_secs={build:.2} \
+         wall_p50_us={:.2} wall_p99_us={:.2} wall_p999_us={:.2} wall_max_us={:.1} \
+         cpu_p50_us={:.2} cpu_p99_us={:.2} cpu_p999_us={:.2} cpu_max_us={:.1} \
+         units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
+         cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
+         over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={}",
+        us(percentile(&wall, 0.5)),
+        us(percentile(&wall, 0.99)),
+        us(percentile(&wall, 0.999)),
+        us(*wall.last().unwrap_or(&0)),
+        us(percentile(&cpu, 0.5)),
+        us(percentile(&cpu, 0.99)),
+        us(percentile(&cpu, 0.999)),
+        us(*cpu.last().unwrap_or(&0)),
+        slow.1,
+        slow.2,
+        slow.3,
+        slow.4,
+    );
+    let rate = |ops: u64, ns: u64| if ns == 0 { 0.0 } else { ops as f64 * 1e9 / ns as f64 / 1e6 };
+    println!(
+        "RESULT throughput in_cycle_mops={:.3} out_of_cycle_mops={:.3} in_cycle_mops_per_cpu_s={:.3} \
+         out_of_cycle_mops_per_cpu_s={:.3} in_cycle_share={:.3}",
+        rate(in_ops, in_ns),
+        rate(out_ops, out_ns),
+        rate(in_ops, in_cpu),
+        rate(out_ops, out_cpu),
+        in_ns as f64 / (in_ns + out_ns).max(1) as f64
+    );
+    println!(
+        "RESULT gcstats cycles={} live_mib={:.1} goal_mib={:.1} collector_pauses={} ring_p50_us={:.2} \
+         ring_p99_us={:.2} ring_max_us={:.1} pause_max_us={:.1} mark_cpu_ms={:.1} assist_ms={:.1} \
+         last_cycle_ms={:.1}",
+        s1.cycles - s0.cycles,
+        s1.live_bytes as f64 / 1048576.0,
+        s1.heap_goal as f64 / 1048576.0,
+        s1.pause_count - s0.pause_count,
+        us(percentile(&ring, 0.5)),
+        us(percentile(&ring, 0.99)),
+        us(*ring.last().unwrap_or(&0)),
+        s1.pause_max.as_secs_f64() * 1e6,
+        (s1.mark_cpu - s0.mark_cpu).as_secs_f64() * 1e3,
+        (s1.assist_time - s0.assist_time).as_secs_f64() * 1e3,
+        s1.last_cycle.as_secs_f64() * 1e3,
+    );
+}
+
+fn script(cmd: &[String]) {
+    let arg = |i: usize| cmd.get(i).map(String::as_str).unwrap_or("");
+    match arg(0) {
+        "trees" => {
+            let depth: u32 = arg(1).parse().expect("trees DEPTH IMPL");
+            match arg(2) {
+                "arena" => {
+                    let h = heap();
+                    time_trees("arena", depth, |d| arena::binary_trees(&h, d));
+                }
+                "arc" => time_trees("arc_gomalloc", depth, arc::binary_trees),
+                "gc" => time_trees("gc_crate", depth, gc_crate::binary_trees),
+                "dumpster" => time_trees("dumpster_sync", depth, dumpster_sync::binary_trees),
+                other => panic!("unknown implementation {other:?}"),
+            }
+        }
+        "graph" => {
+            let secs: f64 = arg(1).parse().expect("graph SECS IMPL");
+            let t = Instant::now();
+            match arg(2) {
+                "arena" => {
+                    let mut g = arena::Graph::build(heap(), GRAPH_NODES, SEED);
+                    let b = t.elapsed().as_secs_f64();
+                    time_graph("arena", secs, b, |n| g.run(n));
+                }
+                "arc" => {
+                    let mut g = arc::Graph::build(GRAPH_NODES, SEED);
+                    let b = t.elapsed().as_secs_f64();
+                    time_graph("arc_gomalloc", secs, b, |n| g.run(n));
+                }
+                "gc" => {
+                    let mut g = gc_crate::Graph::build(GRAPH_NODES, SEED);
+                    let b = t.elapsed().as_secs_f64();
+                    time_graph("gc_crate", secs, b, |n| g.run(n));
+                }
+                "dumpster" => {
+                    let mut g = dumpster_sync::Graph::build(GRAPH_NODES, SEED);
+                    let b = t.elapsed().as_secs_f64();
+                    time_graph("dumpster_sync", secs, b, |n| g.run(n));
+                }
+                other => panic!("unknown implementation {other:?}"),
+            }
+        }
+        "pauses" => pauses(arg(1).parse().expect("pauses SECS")),
+        other => panic!("unknown GOMALLOC_GCBENCH command {other:?}"),
+    }
+}
+
+fn main() {
+    if let Some(cmd) = script_command() {
+        script(&cmd);
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    binary_trees(&mut c);
+    graph(&mut c);
+    c.final_summary();
+}
