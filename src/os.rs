@@ -163,3 +163,25 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
 }
+
+/// A decimal integer, optionally negative, as environment variables and C
+/// options spell numbers; `None` if it is not one or overflows. No
+/// allocation, so option parsing can run before the allocator is set up.
+#[doc(hidden)]
+pub fn parse_decimal(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+    }
+    Some(if negative { -n } else { n })
+}

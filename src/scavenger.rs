@@ -304,7 +304,7 @@ fn env_delay() -> EnvDelay {
         }
         core::ffi::CStr::from_ptr(p).to_bytes()
     };
-    parse_ms(text).map_or_else(
+    crate::os::parse_decimal(text).map_or_else(
         || {
             crate::os::eprint_line(format_args!("gomalloc: ignoring GOMALLOC_PURGE_DELAY_MS: expected an integer"));
             EnvDelay::Unset
@@ -313,38 +313,18 @@ fn env_delay() -> EnvDelay {
     )
 }
 
-/// A decimal integer, optionally negative.
-#[cfg(not(gomalloc_loom))]
-fn parse_ms(text: &[u8]) -> Option<i64> {
-    let (neg, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
-    }
-    Some(if neg { -n } else { n })
-}
-
 #[cfg(all(test, not(gomalloc_loom)))]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_delays() {
-        assert_eq!(parse_ms(b"500"), Some(500));
-        assert_eq!(parse_ms(b"0"), Some(0));
-        assert_eq!(parse_ms(b"-1"), Some(-1));
-        assert_eq!(parse_ms(b""), None);
-        assert_eq!(parse_ms(b"5s"), None);
-        assert_eq!(parse_ms(b"99999999999999999999"), None);
+        assert_eq!(crate::os::parse_decimal(b"500"), Some(500));
+        assert_eq!(crate::os::parse_decimal(b"0"), Some(0));
+        assert_eq!(crate::os::parse_decimal(b"-1"), Some(-1));
+        assert_eq!(crate::os::parse_decimal(b""), None);
+        assert_eq!(crate::os::parse_decimal(b"5s"), None);
+        assert_eq!(crate::os::parse_decimal(b"99999999999999999999"), None);
     }
 
     #[test]

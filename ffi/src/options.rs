@@ -142,21 +142,7 @@ fn parse(text: &[u8]) -> Option<i64> {
     if FALSE.iter().any(|w| text.eq_ignore_ascii_case(w)) {
         return Some(0);
     }
-    let (negative, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
-    }
-    Some(if negative { -n } else { n })
+    gomalloc_core::os::parse_decimal(text)
 }
 
 /// The current value of `opt`.
