@@ -39,6 +39,13 @@
 //!   collector closed sweeping, and removing `sweep_stragglers` goes
 //!   undetected (README). The model still checks lazy sweeping against a
 //!   cycle start, and catches the barrier and allocation-colour mutations.
+//! - `relisted_span_is_swept_before_marking`: the root H (its own size
+//!   class) is left unswept with its mark bit set by a cycle, and holds C,
+//!   white; a sweeper thread sweeps while the next cycle starts. Invariant:
+//!   no span enters marking unswept, so H is traced and C survives. Fails
+//!   when neither `close_sweeping` nor `sweep_stragglers` runs; loom does not
+//!   reach the sweeper's pop-then-relist window that makes
+//!   `sweep_stragglers` necessary on its own (README).
 //!
 //! Mutations tried (one at a time, in a scratch copy; see the README).
 #![cfg(gomalloc_loom)]
@@ -289,5 +296,43 @@ fn straggler_span_is_swept_before_marking() {
         collector.join().unwrap();
         assert_eq!(w.drops(), 0, "C was dropped while reachable from the root");
         audit(&w, &root, 2);
+    });
+}
+
+/// A root object of another size class than `Obj`, so allocating an `Obj`
+/// does not sweep its span.
+#[derive(Trace)]
+struct Holder<'gc> {
+    a: GcCell<'gc, Obj<'gc>>,
+    #[gc(skip)]
+    _pad: [u64; 40],
+}
+
+#[test]
+fn relisted_span_is_swept_before_marking() {
+    builder().check(|| {
+        let w = World::new();
+        let root: Root<Holder<'static>> =
+            w.heap.enter(|m| m.root(m.alloc(Holder { a: GcCell::new(None), _pad: [0; 40] })));
+        // A cycle leaves H's span unswept with H's mark bit set; then C,
+        // white, is stored in H (no cycle running: no barrier shading).
+        w.heap.model_cycle();
+        w.heap.enter(|m| {
+            let c = w.obj(m, 7);
+            root.get(m).a.set(m, Some(c));
+        });
+        // A sweeper takes H's span while the next cycle closes sweeping.
+        let sweeper = {
+            let heap = w.heap.clone();
+            thread::spawn(move || heap.model_sweep())
+        };
+        w.heap.model_cycle();
+        sweeper.join().unwrap();
+        w.heap.model_sweep();
+        assert_eq!(w.drops(), 0, "C was dropped while reachable from the root");
+        w.heap.enter(|m| {
+            let c = root.get(m).a.get().expect("C unlinked");
+            assert_eq!(c.check, checksum(7), "C was freed or corrupted");
+        });
     });
 }
