@@ -39,6 +39,39 @@ const CRITERION_DEPTH: u32 = 16;
 const GRAPH_BATCH: usize = 10_000;
 /// Graph operations per timed unit in `pauses`.
 const PER_UNIT: usize = 16;
+/// Room for this many timed units per second in `pauses` (about 100 000
+/// are measured on the 2-core machine); the run stops early if full.
+const MAX_UNITS_PER_SEC: f64 = 400_000.0;
+
+/// A fixed buffer of samples whose pages are faulted in up front, so that
+/// recording a sample never allocates or faults.
+struct Samples {
+    buf: Vec<u64>,
+    len: usize,
+}
+
+impl Samples {
+    fn new(capacity: usize) -> Samples {
+        // Non-zero fill: a zeroed allocation could stay untouched until used.
+        Samples { buf: black_box(vec![1u64; capacity]), len: 0 }
+    }
+
+    fn push(&mut self, x: u64) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = x;
+            self.len += 1;
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == self.buf.len()
+    }
+
+    fn into_vec(mut self) -> Vec<u64> {
+        self.buf.truncate(self.len);
+        self.buf
+    }
+}
 
 fn heap() -> Heap {
     Heap::with_config(GcConfig { gc_percent: 100, memory_limit: usize::MAX, trace: false })
@@ -91,13 +124,13 @@ fn graph(c: &mut Criterion) {
 
 /// The calling thread's user and system CPU time (µs), minor page faults
 /// and involuntary context switches.
-fn thread_usage() -> [i64; 4] {
+fn thread_usage() -> [i64; 5] {
     // SAFETY: an all-zero `rusage` is a valid value to overwrite.
     let mut u: libc::rusage = unsafe { core::mem::zeroed() };
     // SAFETY: a valid out-pointer for getrusage.
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
     let us = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
-    [us(u.ru_utime), us(u.ru_stime), u.ru_minflt, u.ru_nivcsw]
+    [us(u.ru_utime), us(u.ru_stime), u.ru_minflt, u.ru_nivcsw, u.ru_nvcsw]
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -115,21 +148,32 @@ fn pauses(secs: f64) {
     let build = t0.elapsed().as_secs_f64();
     g.run(500_000); // warm-up: the heap reaches its steady state
     let s0 = h.stats();
-    let mut wall: Vec<u64> = Vec::new();
-    let mut cpu: Vec<u64> = Vec::new();
+    // Sample buffers are sized and their pages touched before timing starts:
+    // a `Vec` growing by doubling inside the loop copies and faults in tens
+    // of MiB at once, and the unit that pays for it looks like a GC pause.
+    let capacity = (secs * MAX_UNITS_PER_SEC) as usize + 1;
+    let (mut wall, mut cpu) = (Samples::new(capacity), Samples::new(capacity));
     let (mut in_ops, mut in_ns, mut out_ops, mut out_ns) = (0u64, 0u64, 0u64, 0u64);
     let (mut in_cpu, mut out_cpu) = (0u64, 0u64);
     let mut last = (Instant::now(), thread_cpu_ns(), thread_usage());
     // What the units over 1 ms of CPU spent it on: (count, user µs, system
     // µs, minor faults, involuntary switches).
     let mut slow = (0u64, 0i64, 0i64, 0i64, 0i64);
+    // Units over 1 ms of wall time but not of CPU time: (count, voluntary
+    // switches: the thread blocked; involuntary: the scheduler preempted it).
+    let mut off_cpu = (0u64, 0i64, 0i64);
     let start = Instant::now();
-    while start.elapsed().as_secs_f64() < secs {
+    while start.elapsed().as_secs_f64() < secs && !wall.is_full() {
         g.run_timed(20_000, PER_UNIT, |u| {
             let now = (Instant::now(), thread_cpu_ns(), thread_usage());
             if u > 0 {
                 let w = now.0.duration_since(last.0).as_nanos() as u64;
                 let c = now.1.saturating_sub(last.1);
+                if w > 1_000_000 && c <= 1_000_000 {
+                    off_cpu.0 += 1;
+                    off_cpu.1 += now.2[4] - last.2[4];
+                    off_cpu.2 += now.2[3] - last.2[3];
+                }
                 if c > 1_000_000 {
                     slow.0 += 1;
                     for k in 0..4 {
@@ -158,6 +202,7 @@ fn pauses(secs: f64) {
         });
     }
     let s1 = h.stats();
+    let (mut wall, mut cpu) = (wall.into_vec(), cpu.into_vec());
     let units = wall.len();
     let over = |v: &[u64], ns: u64| v.iter().filter(|&&x| x > ns).count();
     let descheduled = wall.iter().zip(&cpu).filter(|(&w, &c)| w > 250_000 && c * 2 < w).count();
@@ -174,7 +219,8 @@ fn pauses(secs: f64) {
          cpu_p50_us={:.2} cpu_p99_us={:.2} cpu_p999_us={:.2} cpu_max_us={:.1} \
          units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
          cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
-         over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={}",
+         over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={} \
+         off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={}",
         us(percentile(&wall, 0.5)),
         us(percentile(&wall, 0.99)),
         us(percentile(&wall, 0.999)),
@@ -187,6 +233,9 @@ fn pauses(secs: f64) {
         slow.2,
         slow.3,
         slow.4,
+        off_cpu.0,
+        off_cpu.1,
+        off_cpu.2,
     );
     let rate = |ops: u64, ns: u64| if ns == 0 { 0.0 } else { ops as f64 * 1e9 / ns as f64 / 1e6 };
     println!(

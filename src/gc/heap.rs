@@ -37,6 +37,7 @@
 //! while user `Drop` code runs.
 
 use crate::gc::gcspan::{GcSpan, SweepResult};
+use crate::gc::mark::GreyQueue;
 use crate::gc::mutator::MutatorState;
 use crate::gc::stats::{GcStats, PauseRing};
 use crate::mheap::MHeap;
@@ -167,7 +168,8 @@ pub(crate) struct HeapInner {
     /// Root operations in progress that may shade (see `root_barrier`).
     pub root_barriers: AtomicUsize,
 
-    pub grey: Mutex<Vec<usize>>,
+    /// Objects shaded but not yet traced (`mark.rs`).
+    pub grey: Mutex<GreyQueue>,
     pub marked_bytes: AtomicUsize,
 
     pub spans: Mutex<SpanLists>,
@@ -226,7 +228,7 @@ impl HeapInner {
             sweep_allowed: AtomicBool::new(true),
             sweeping: AtomicUsize::new(0),
             root_barriers: AtomicUsize::new(0),
-            grey: Mutex::new(Vec::new()),
+            grey: Mutex::new(GreyQueue::new()),
             marked_bytes: AtomicUsize::new(0),
             spans: Mutex::new(SpanLists {
                 partial: std::array::from_fn(|_| Vec::new()),

@@ -8,9 +8,12 @@
 //! Mark bits are set with an atomic `fetch_or`; whoever flips a bit from 0 to
 //! 1 owns tracing that object and pushes it on the grey queue (a `Mutex`-ed
 //! stack: barrier pushes happen only while marking) or, inside `drain`, on
-//! the drainer's own stack, which goes back to the queue before `drain`
-//! returns. An object is white while its bit is clear, grey while it is set
-//! and it sits in a queue, black once traced. Tracing reads only immutable
+//! the drainer's own stack, which goes back to the queue a block at a time
+//! when it grows and before `drain` returns. The queue is a stack of
+//! fixed-size blocks (Go's workbufs, without the per-thread caching), so a
+//! push or a hand-back never moves more than one block under the lock. An
+//! object is white while its bit is clear, grey while it is set and it sits
+//! in a queue, black once traced. Tracing reads only immutable
 //! fields and barriered cells' atomics.
 
 use crate::gc::gcspan::GcSpan;
@@ -18,6 +21,68 @@ use crate::gc::heap::HeapInner;
 use crate::gc::ptr::GcBox;
 use crate::gc::trace::Tracer;
 use crate::sync::Ordering;
+
+/// Entries per grey-queue block (8 KiB).
+const GREY_BLOCK: usize = 1024;
+/// Empty blocks kept for reuse.
+const SPARE_BLOCKS: usize = 16;
+
+/// The shared grey queue: a stack of blocks of at most `GREY_BLOCK`
+/// entries. One growing `Vec` was the first design; doubling it while a
+/// mutator's barrier held the lock copied and faulted in tens of MiB at
+/// once, the longest mutator pauses the graph benchmark measured.
+pub(crate) struct GreyQueue {
+    /// Non-empty blocks; only the last may be partly full.
+    blocks: Vec<Vec<usize>>,
+    /// Empty blocks with `GREY_BLOCK` capacity.
+    spare: Vec<Vec<usize>>,
+}
+
+impl GreyQueue {
+    pub(crate) fn new() -> GreyQueue {
+        GreyQueue { blocks: Vec::new(), spare: Vec::new() }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// The last block, if it has room; else a new (or spare) one.
+    fn open_block(&mut self) -> &mut Vec<usize> {
+        if self.blocks.last().is_none_or(|b| b.len() == GREY_BLOCK) {
+            let block = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(GREY_BLOCK));
+            self.blocks.push(block);
+        }
+        let last = self.blocks.len() - 1;
+        &mut self.blocks[last]
+    }
+
+    pub(crate) fn push(&mut self, obj: usize) {
+        self.open_block().push(obj);
+    }
+
+    pub(crate) fn extend(&mut self, mut objs: &[usize]) {
+        while !objs.is_empty() {
+            let block = self.open_block();
+            let n = objs.len().min(GREY_BLOCK - block.len());
+            block.extend_from_slice(&objs[..n]);
+            objs = &objs[n..];
+        }
+    }
+
+    /// Moves up to `n` entries from the top of the queue to `into`.
+    fn take(&mut self, n: usize, into: &mut Vec<usize>) {
+        let Some(block) = self.blocks.last_mut() else { return };
+        let at = block.len().saturating_sub(n);
+        into.extend(block.drain(at..));
+        if block.is_empty() {
+            let block = self.blocks.pop().expect("the last block");
+            if self.spare.len() < SPARE_BLOCKS {
+                self.spare.push(block);
+            }
+        }
+    }
+}
 
 /// What `mark_grey` did.
 enum Grey {
@@ -122,8 +187,11 @@ impl HeapInner {
         unsafe { ((*obj).desc.trace)(obj, &mut tracer) };
     }
 
-    /// Traces grey objects until the queue is empty or `budget` objects have
-    /// been traced. Returns the number traced.
+    /// Traces grey objects until the queue is empty or about `budget` units
+    /// of work are done, one unit per object traced and per handle it holds
+    /// (an object of a thousand handles costs a thousand times a leaf's
+    /// parent: an assist budgeted in objects once took tens of milliseconds
+    /// when it popped large vectors). Returns the work done.
     ///
     /// The children this finds go to a stack of the caller's own, not the
     /// shared queue: one lock per object shaded was the marker's largest
@@ -136,17 +204,16 @@ impl HeapInner {
         let mut local: Vec<usize> = Vec::with_capacity(256);
         while done < budget {
             let Some(obj) = local.pop() else {
-                let mut q = self.grey.lock().unwrap_or_else(|e| e.into_inner());
-                let take = q.len().min(64).min(budget - done);
-                if take == 0 {
+                self.grey.lock().unwrap_or_else(|e| e.into_inner()).take(64, &mut local);
+                if local.is_empty() {
                     break;
                 }
-                let at = q.len() - take;
-                local.extend(q.drain(at..));
                 continue;
             };
             let obj = obj as *const GcBox<()>;
+            let mut handles = 0usize;
             let mut sink = |child: *const GcBox<()>| {
+                handles += 1;
                 if let Grey::Trace = self.mark_grey(child) {
                     local.push(child as usize);
                 }
@@ -154,10 +221,17 @@ impl HeapInner {
             let mut tracer = Tracer { sink: &mut sink };
             // SAFETY: a grey object is live until the sweep after this cycle.
             unsafe { ((*obj).desc.trace)(obj, &mut tracer) };
-            done += 1;
+            done = done.saturating_add(1 + handles);
+            if local.len() >= 2 * GREY_BLOCK {
+                // Share a block: others (assists) find work, and the stack
+                // never holds so much that handing it back stalls barriers.
+                let at = local.len() - GREY_BLOCK;
+                self.grey.lock().unwrap_or_else(|e| e.into_inner()).extend(&local[at..]);
+                local.truncate(at);
+            }
         }
         if !local.is_empty() {
-            self.grey.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&local);
+            self.grey.lock().unwrap_or_else(|e| e.into_inner()).extend(&local);
         }
         done
     }

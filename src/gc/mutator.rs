@@ -32,8 +32,10 @@ use std::time::Instant;
 const LOCKED: u64 = u64::MAX;
 /// Bytes a mutator allocates before reporting them to the heap.
 const REPORT_BYTES: usize = 64 << 10;
-/// Grey objects an assist traces per refill while the heap is over its goal.
-const ASSIST_OBJECTS: usize = 256;
+/// Marking work (objects traced plus handles they hold, see
+/// `HeapInner::drain`) an assist does per refill while the heap is over its
+/// goal: a few hundred microseconds at most, even on cache-missing objects.
+const ASSIST_WORK: usize = 2048;
 /// Smallest GC object: the bitmaps hold 512 objects per span (see gcspan.rs).
 const MIN_OBJECT: usize = 16;
 
@@ -300,7 +302,7 @@ impl MutatorState {
             let t = Instant::now();
             self.with_barrier(heap, |marking| {
                 if marking {
-                    heap.drain(ASSIST_OBJECTS);
+                    heap.drain(ASSIST_WORK);
                 }
             });
             heap.stats.lock().unwrap_or_else(|e| e.into_inner()).assist_time += t.elapsed();
