@@ -8,10 +8,11 @@
 //! With it, one measurement for `benches/gc/run.sh` prints a `RESULT` line:
 //! - `trees DEPTH IMPL` — one binary-trees run;
 //! - `graph SECS IMPL` — graph operations for SECS seconds;
-//! - `pauses SECS` — the mutator's view of the collector on the graph: each
-//!   unit of `PER_UNIT` operations is timed (wall clock and thread CPU
-//!   time), so a collector stall shows as a long unit; units are split by
-//!   whether a cycle was marking when they ended.
+//! - `pauses SECS [arena|arc]` — the mutator's view of the collector on the
+//!   graph: each unit of `PER_UNIT` operations is timed (wall clock and
+//!   thread CPU time), so a collector stall shows as a long unit; units are
+//!   split by whether a cycle was marking when they ended. `arc` times the
+//!   `Arc` graph the same way: the floor without a collector.
 //!
 //! IMPL is one of `arena` (gomalloc's GC), `arc`, `gc` (the `gc` crate),
 //! `dumpster`.
@@ -42,36 +43,6 @@ const PER_UNIT: usize = 16;
 /// Room for this many timed units per second in `pauses` (about 100 000
 /// are measured on the 2-core machine); the run stops early if full.
 const MAX_UNITS_PER_SEC: f64 = 400_000.0;
-
-/// A fixed buffer of samples whose pages are faulted in up front, so that
-/// recording a sample never allocates or faults.
-struct Samples {
-    buf: Vec<u64>,
-    len: usize,
-}
-
-impl Samples {
-    fn new(capacity: usize) -> Samples {
-        // Non-zero fill: a zeroed allocation could stay untouched until used.
-        Samples { buf: black_box(vec![1u64; capacity]), len: 0 }
-    }
-
-    fn push(&mut self, x: u64) {
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = x;
-            self.len += 1;
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        self.len == self.buf.len()
-    }
-
-    fn into_vec(mut self) -> Vec<u64> {
-        self.buf.truncate(self.len);
-        self.buf
-    }
-}
 
 fn heap() -> Heap {
     Heap::with_config(GcConfig { gc_percent: 100, memory_limit: usize::MAX, trace: false })
@@ -122,8 +93,8 @@ fn graph(c: &mut Criterion) {
     g.finish();
 }
 
-/// The calling thread's user and system CPU time (µs), minor page faults
-/// and involuntary context switches.
+/// The calling thread's user and system CPU time (µs), minor page faults,
+/// and involuntary and voluntary context switches.
 fn thread_usage() -> [i64; 5] {
     // SAFETY: an all-zero `rusage` is a valid value to overwrite.
     let mut u: libc::rusage = unsafe { core::mem::zeroed() };
@@ -140,113 +111,182 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// `pauses SECS`: see the module header.
-fn pauses(secs: f64) {
+/// A fixed buffer of samples whose pages are faulted in up front, so that
+/// recording a sample never allocates or faults.
+struct Samples {
+    buf: Vec<u64>,
+    len: usize,
+}
+
+impl Samples {
+    fn new(capacity: usize) -> Samples {
+        // Non-zero fill: a zeroed allocation could stay untouched until used.
+        Samples { buf: black_box(vec![1u64; capacity]), len: 0 }
+    }
+
+    fn push(&mut self, x: u64) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = x;
+            self.len += 1;
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == self.buf.len()
+    }
+
+    fn into_vec(mut self) -> Vec<u64> {
+        self.buf.truncate(self.len);
+        self.buf
+    }
+}
+
+/// Times units of work as the mutator sees them: `tick` at every unit
+/// boundary records the unit that just ended (wall clock, thread CPU time,
+/// and for the slow ones what the kernel says they spent it on).
+struct UnitClock {
+    wall: Samples,
+    cpu: Samples,
+    last: (Instant, u64, [i64; 5]),
+    /// (ops, wall ns, CPU ns) of units that ended while a cycle was
+    /// marking, and of the others.
+    in_cycle: (u64, u64, u64),
+    out_of_cycle: (u64, u64, u64),
+    /// Units over 1 ms of CPU: (count, user µs, system µs, minor faults,
+    /// involuntary switches).
+    slow: (u64, i64, i64, i64, i64),
+    /// Units over 1 ms of wall time but not of CPU time: (count, voluntary
+    /// switches: the thread blocked; involuntary: the scheduler preempted it).
+    off_cpu: (u64, i64, i64),
+}
+
+impl UnitClock {
+    /// Sample buffers are sized and their pages touched before timing
+    /// starts: a `Vec` growing by doubling inside the loop copies and faults
+    /// in tens of MiB at once, and the unit that pays for it looks like a
+    /// pause.
+    fn new(secs: f64) -> UnitClock {
+        let capacity = (secs * MAX_UNITS_PER_SEC) as usize + 1;
+        UnitClock {
+            wall: Samples::new(capacity),
+            cpu: Samples::new(capacity),
+            last: (Instant::now(), thread_cpu_ns(), thread_usage()),
+            in_cycle: (0, 0, 0),
+            out_of_cycle: (0, 0, 0),
+            slow: (0, 0, 0, 0, 0),
+            off_cpu: (0, 0, 0),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.wall.is_full()
+    }
+
+    /// Starts the next unit without recording the time since the last tick.
+    fn restart(&mut self) {
+        self.last = (Instant::now(), thread_cpu_ns(), thread_usage());
+    }
+
+    /// Ends a unit of `ops` operations.
+    fn tick(&mut self, ops: u64, marking: bool) {
+        let now = (Instant::now(), thread_cpu_ns(), thread_usage());
+        let w = now.0.duration_since(self.last.0).as_nanos() as u64;
+        let c = now.1.saturating_sub(self.last.1);
+        let d = |k: usize| now.2[k] - self.last.2[k];
+        if w > 1_000_000 && c <= 1_000_000 {
+            self.off_cpu.0 += 1;
+            self.off_cpu.1 += d(4);
+            self.off_cpu.2 += d(3);
+        }
+        if c > 1_000_000 {
+            self.slow.0 += 1;
+            self.slow.1 += d(0);
+            self.slow.2 += d(1);
+            self.slow.3 += d(2);
+            self.slow.4 += d(3);
+        }
+        self.wall.push(w);
+        self.cpu.push(c);
+        let tally = if marking { &mut self.in_cycle } else { &mut self.out_of_cycle };
+        tally.0 += ops;
+        tally.1 += w;
+        tally.2 += c;
+        self.last = now;
+    }
+
+    /// Prints the `RESULT pauses` and `RESULT throughput` lines.
+    fn report(self, implementation: &str, build: f64) {
+        let (slow, off_cpu, i, o) = (self.slow, self.off_cpu, self.in_cycle, self.out_of_cycle);
+        let (mut wall, mut cpu) = (self.wall.into_vec(), self.cpu.into_vec());
+        let units = wall.len();
+        let over = |v: &[u64], ns: u64| v.iter().filter(|&&x| x > ns).count();
+        let descheduled = wall.iter().zip(&cpu).filter(|(&w, &c)| w > 250_000 && c * 2 < w).count();
+        let (w250, w1m) = (over(&wall, 250_000), over(&wall, 1_000_000));
+        let (c250, c1m) = (over(&cpu, 250_000), over(&cpu, 1_000_000));
+        wall.sort_unstable();
+        cpu.sort_unstable();
+        let us = |ns: u64| ns as f64 / 1e3;
+        println!(
+            "RESULT pauses impl={implementation} units={units} ops_per_unit={PER_UNIT} build_secs={build:.2} \
+             wall_p50_us={:.2} wall_p99_us={:.2} wall_p999_us={:.2} wall_max_us={:.1} \
+             cpu_p50_us={:.2} cpu_p99_us={:.2} cpu_p999_us={:.2} cpu_max_us={:.1} \
+             units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
+             cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
+             over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={} \
+             off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={}",
+            us(percentile(&wall, 0.5)),
+            us(percentile(&wall, 0.99)),
+            us(percentile(&wall, 0.999)),
+            us(*wall.last().unwrap_or(&0)),
+            us(percentile(&cpu, 0.5)),
+            us(percentile(&cpu, 0.99)),
+            us(percentile(&cpu, 0.999)),
+            us(*cpu.last().unwrap_or(&0)),
+            slow.1,
+            slow.2,
+            slow.3,
+            slow.4,
+            off_cpu.0,
+            off_cpu.1,
+            off_cpu.2,
+        );
+        let rate = |ops: u64, ns: u64| if ns == 0 { 0.0 } else { ops as f64 * 1e9 / ns as f64 / 1e6 };
+        println!(
+            "RESULT throughput impl={implementation} in_cycle_mops={:.3} out_of_cycle_mops={:.3} \
+             in_cycle_mops_per_cpu_s={:.3} out_of_cycle_mops_per_cpu_s={:.3} in_cycle_share={:.3}",
+            rate(i.0, i.1),
+            rate(o.0, o.1),
+            rate(i.0, i.2),
+            rate(o.0, o.2),
+            i.1 as f64 / (i.1 + o.1).max(1) as f64
+        );
+    }
+}
+
+/// `pauses SECS arena`: see the module header.
+fn pauses_arena(secs: f64) {
     let h = heap();
     let t0 = Instant::now();
     let mut g = arena::Graph::build(h.clone(), GRAPH_NODES, SEED);
     let build = t0.elapsed().as_secs_f64();
     g.run(500_000); // warm-up: the heap reaches its steady state
     let s0 = h.stats();
-    // Sample buffers are sized and their pages touched before timing starts:
-    // a `Vec` growing by doubling inside the loop copies and faults in tens
-    // of MiB at once, and the unit that pays for it looks like a GC pause.
-    let capacity = (secs * MAX_UNITS_PER_SEC) as usize + 1;
-    let (mut wall, mut cpu) = (Samples::new(capacity), Samples::new(capacity));
-    let (mut in_ops, mut in_ns, mut out_ops, mut out_ns) = (0u64, 0u64, 0u64, 0u64);
-    let (mut in_cpu, mut out_cpu) = (0u64, 0u64);
-    let mut last = (Instant::now(), thread_cpu_ns(), thread_usage());
-    // What the units over 1 ms of CPU spent it on: (count, user µs, system
-    // µs, minor faults, involuntary switches).
-    let mut slow = (0u64, 0i64, 0i64, 0i64, 0i64);
-    // Units over 1 ms of wall time but not of CPU time: (count, voluntary
-    // switches: the thread blocked; involuntary: the scheduler preempted it).
-    let mut off_cpu = (0u64, 0i64, 0i64);
+    let mut clock = UnitClock::new(secs);
     let start = Instant::now();
-    while start.elapsed().as_secs_f64() < secs && !wall.is_full() {
+    while start.elapsed().as_secs_f64() < secs && !clock.is_full() {
         g.run_timed(20_000, PER_UNIT, |u| {
-            let now = (Instant::now(), thread_cpu_ns(), thread_usage());
-            if u > 0 {
-                let w = now.0.duration_since(last.0).as_nanos() as u64;
-                let c = now.1.saturating_sub(last.1);
-                if w > 1_000_000 && c <= 1_000_000 {
-                    off_cpu.0 += 1;
-                    off_cpu.1 += now.2[4] - last.2[4];
-                    off_cpu.2 += now.2[3] - last.2[3];
-                }
-                if c > 1_000_000 {
-                    slow.0 += 1;
-                    for k in 0..4 {
-                        let d = now.2[k] - last.2[k];
-                        match k {
-                            0 => slow.1 += d,
-                            1 => slow.2 += d,
-                            2 => slow.3 += d,
-                            _ => slow.4 += d,
-                        }
-                    }
-                }
-                wall.push(w);
-                cpu.push(c);
-                if h.is_marking() {
-                    in_ops += PER_UNIT as u64;
-                    in_ns += w;
-                    in_cpu += c;
-                } else {
-                    out_ops += PER_UNIT as u64;
-                    out_ns += w;
-                    out_cpu += c;
-                }
+            if u == 0 {
+                clock.restart();
+            } else {
+                clock.tick(PER_UNIT as u64, h.is_marking());
             }
-            last = now;
         });
     }
     let s1 = h.stats();
-    let (mut wall, mut cpu) = (wall.into_vec(), cpu.into_vec());
-    let units = wall.len();
-    let over = |v: &[u64], ns: u64| v.iter().filter(|&&x| x > ns).count();
-    let descheduled = wall.iter().zip(&cpu).filter(|(&w, &c)| w > 250_000 && c * 2 < w).count();
-    let (w250, w1m) = (over(&wall, 250_000), over(&wall, 1_000_000));
-    let (c250, c1m) = (over(&cpu, 250_000), over(&cpu, 1_000_000));
-    wall.sort_unstable();
-    cpu.sort_unstable();
+    clock.report("arena", build);
     let us = |ns: u64| ns as f64 / 1e3;
     let mut ring: Vec<u64> = s1.recent_pauses.iter().map(|d| d.as_nanos() as u64).collect();
     ring.sort_unstable();
-    println!(
-        "RESULT pauses units={units} ops_per_unit={PER_UNIT} build_secs={build:.2} \
-         wall_p50_us={:.2} wall_p99_us={:.2} wall_p999_us={:.2} wall_max_us={:.1} \
-         cpu_p50_us={:.2} cpu_p99_us={:.2} cpu_p999_us={:.2} cpu_max_us={:.1} \
-         units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
-         cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
-         over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={} \
-         off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={}",
-        us(percentile(&wall, 0.5)),
-        us(percentile(&wall, 0.99)),
-        us(percentile(&wall, 0.999)),
-        us(*wall.last().unwrap_or(&0)),
-        us(percentile(&cpu, 0.5)),
-        us(percentile(&cpu, 0.99)),
-        us(percentile(&cpu, 0.999)),
-        us(*cpu.last().unwrap_or(&0)),
-        slow.1,
-        slow.2,
-        slow.3,
-        slow.4,
-        off_cpu.0,
-        off_cpu.1,
-        off_cpu.2,
-    );
-    let rate = |ops: u64, ns: u64| if ns == 0 { 0.0 } else { ops as f64 * 1e9 / ns as f64 / 1e6 };
-    println!(
-        "RESULT throughput in_cycle_mops={:.3} out_of_cycle_mops={:.3} in_cycle_mops_per_cpu_s={:.3} \
-         out_of_cycle_mops_per_cpu_s={:.3} in_cycle_share={:.3}",
-        rate(in_ops, in_ns),
-        rate(out_ops, out_ns),
-        rate(in_ops, in_cpu),
-        rate(out_ops, out_cpu),
-        in_ns as f64 / (in_ns + out_ns).max(1) as f64
-    );
     println!(
         "RESULT gcstats cycles={} live_mib={:.1} goal_mib={:.1} collector_pauses={} ring_p50_us={:.2} \
          ring_p99_us={:.2} ring_max_us={:.1} pause_max_us={:.1} mark_cpu_ms={:.1} assist_ms={:.1} \
@@ -263,6 +303,26 @@ fn pauses(secs: f64) {
         (s1.assist_time - s0.assist_time).as_secs_f64() * 1e3,
         s1.last_cycle.as_secs_f64() * 1e3,
     );
+}
+
+/// `pauses SECS arc`: the same units on the `Arc` graph (gomalloc as the
+/// allocator, no collector), timed the same way: the floor that the
+/// machine, the allocator and the workload's cache misses set without a GC.
+fn pauses_arc(secs: f64) {
+    let t0 = Instant::now();
+    let mut g = arc::Graph::build(GRAPH_NODES, SEED);
+    let build = t0.elapsed().as_secs_f64();
+    g.run(500_000);
+    let mut clock = UnitClock::new(secs);
+    let start = Instant::now();
+    clock.restart();
+    while start.elapsed().as_secs_f64() < secs && !clock.is_full() {
+        for _ in 0..20_000 {
+            black_box(g.run(PER_UNIT));
+            clock.tick(PER_UNIT as u64, false);
+        }
+    }
+    clock.report("arc_gomalloc", build);
 }
 
 fn script(cmd: &[String]) {
@@ -308,7 +368,14 @@ fn script(cmd: &[String]) {
                 other => panic!("unknown implementation {other:?}"),
             }
         }
-        "pauses" => pauses(arg(1).parse().expect("pauses SECS")),
+        "pauses" => {
+            let secs: f64 = arg(1).parse().expect("pauses SECS [IMPL]");
+            match arg(2) {
+                "" | "arena" => pauses_arena(secs),
+                "arc" => pauses_arc(secs),
+                other => panic!("pauses: {other:?} is not arena or arc"),
+            }
+        }
         other => panic!("unknown GOMALLOC_GCBENCH command {other:?}"),
     }
 }
