@@ -382,6 +382,8 @@ struct gom_gc_stats {
     uint64_t finalizers_queued;     /* finalizers queued since the heap was created */
     uint64_t finalizers_ready;      /* queued and not yet run */
     uint64_t finalizers_run;        /* finalizers run */
+    uint64_t assists;               /* allocation assists */
+    uint64_t assist_max_ns;         /* the longest assist */
 };
 
 /* Fills *stats with as many whole fields as its `size` says fit and sets

@@ -184,6 +184,93 @@ fn vectors_and_large_objects() {
     assert_no_double_drop();
 }
 
+/// Two large vectors and a cell between them: the collector traces such an
+/// object in passes of a bounded number of elements, resuming at a
+/// (vector, index) position.
+#[derive(Trace)]
+struct TwoVectors<'gc> {
+    a: GcVec<'gc, Node<'gc>>,
+    middle: GcCell<'gc, Node<'gc>>,
+    b: GcVec<'gc, Node<'gc>>,
+}
+
+#[test]
+fn large_vectors_traced_in_passes_while_elements_move() {
+    const PER_VECTOR: u64 = 6_000;
+    let heap = quiet_heap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    fn node<'gc>(
+        m: &gomalloc::gc::Mutator<'gc>,
+        id: u64,
+        drops: &Arc<AtomicUsize>,
+    ) -> gomalloc::gc::Gc<'gc, Node<'gc>> {
+        m.alloc(Node { id, check: checksum(id), next: GcCell::new(None), _tally: Tally(drops.clone()) })
+    }
+    let root: Root<TwoVectors<'static>> = heap.enter(|m| {
+        let t = m.alloc(TwoVectors { a: GcVec::new(), middle: GcCell::new(None), b: GcVec::new() });
+        for id in 0..PER_VECTOR {
+            t.a.push(m, Some(node(m, id, &drops)));
+            t.b.push(m, Some(node(m, PER_VECTOR + id, &drops)));
+        }
+        t.middle.set(m, Some(node(m, 2 * PER_VECTOR, &drops)));
+        m.root(t)
+    });
+    let total = 2 * PER_VECTOR as usize + 1;
+    heap.collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "a vector element died while reachable");
+    // Elements move between the vectors (popped from one end, pushed on the
+    // other, so indices a pass has not reached empty out and refill) while
+    // cycles run on another thread. None may die: each is in a vector or in
+    // the mutator's scope at every moment.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (heap, stop) = (heap.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut cycles = 0;
+            while !stop.load(Ordering::Relaxed) || cycles < 3 {
+                heap.collect();
+                cycles += 1;
+            }
+            cycles
+        })
+    };
+    let mut moved = 0u64;
+    for round in 0..200 {
+        heap.enter(|m| {
+            let t = root.get(m);
+            let (from, to) = if round % 2 == 0 { (&t.a, &t.b) } else { (&t.b, &t.a) };
+            for _ in 0..(from.len() / 2) {
+                let x = from.pop(m).expect("vector emptied");
+                assert_eq!(x.check, checksum(x.id), "element {} freed or corrupted", x.id);
+                to.push(m, Some(x));
+                moved += 1;
+            }
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    let cycles = collector.join().unwrap();
+    heap.collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "an element died while reachable ({cycles} cycles, {moved} moves)");
+    heap.enter(|m| {
+        let t = root.get(m);
+        let mut ids: Vec<u64> = Vec::new();
+        for v in [&t.a, &t.b] {
+            for i in 0..v.len() {
+                let x = v.get(i).expect("no empty slot");
+                assert_eq!(x.check, checksum(x.id), "element {} freed or corrupted", x.id);
+                ids.push(x.id);
+            }
+        }
+        ids.push(t.middle.get().expect("middle").id);
+        ids.sort_unstable();
+        assert_eq!(ids, (0..total as u64).collect::<Vec<_>>());
+    });
+    drop(root);
+    heap.collect();
+    assert_eq!(drops.load(Ordering::SeqCst), total);
+    assert_no_double_drop();
+}
+
 #[test]
 fn automatic_cycles_keep_the_heap_bounded() {
     let heap = Heap::with_config(GcConfig { gc_percent: 100, memory_limit: usize::MAX, trace: false });

@@ -98,13 +98,19 @@ fn automatic_cycles_keep_the_heap_near_its_goal() {
     let st = h.stats();
     assert!(st.cycles >= 5, "{} cycles for 256 MiB of garbage", st.cycles);
     assert_eq!(st.forced_cycles, 0);
+    // Assist accounting is consistent: a maximum within the total, and a
+    // count exactly when time was recorded.
+    assert!(st.assist_max <= st.assist_time);
+    assert_eq!(st.assists == 0, st.assist_time.is_zero(), "{} assists took {:?}", st.assists, st.assist_time);
     // Not a bound on the peak (a soft goal: the collector thread may be
     // descheduled), only a record of it next to the goal.
     eprintln!(
-        "gc_percent=100: peak in use {} KiB, goal {} KiB, assists {:?}",
+        "gc_percent=100: peak in use {} KiB, goal {} KiB, {} assists, {:?} in all, longest {:?}",
         peak >> 10,
         st.heap_goal >> 10,
-        st.assist_time
+        st.assists,
+        st.assist_time,
+        st.assist_max
     );
 }
 

@@ -62,9 +62,9 @@ pub mod arena {
         edges: [GcCell<'gc, Node<'gc>>; 2],
     }
 
-    /// Table slots live in chunks, each its own `GcVec`: the collector
-    /// traces a vector under its lock, so one vector of a million slots
-    /// would stall every mutator access for the whole trace.
+    /// Table slots live in chunks, each its own `GcVec`, so that mutators
+    /// touching different chunks do not share a lock (the collector traces
+    /// a vector in passes of 1024 elements, each under the vector's lock).
     #[derive(Trace)]
     pub struct Chunk<'gc> {
         slots: GcVec<'gc, Node<'gc>>,

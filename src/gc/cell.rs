@@ -155,11 +155,11 @@ impl<'gc, T: Trace + 'gc> GcVec<'gc, T> {
     }
 }
 
-// SAFETY: visits every element under the vector's lock.
+// SAFETY: visits every element under the vector's lock, in one pass or in
+// several (see `Tracer`: elements keep their index, and any that leave
+// between passes were shaded by the barrier).
 unsafe impl<'gc, T: Trace + 'gc> Trace for GcVec<'gc, T> {
     fn trace(&self, t: &mut Tracer<'_>) {
-        for &p in self.lock().iter() {
-            t.visit_raw(p);
-        }
+        t.visit_elements(&self.lock());
     }
 }

@@ -13,7 +13,10 @@
 //! fixed-size blocks (Go's workbufs, without the per-thread caching), so a
 //! push or a hand-back never moves more than one block under the lock. An
 //! object is white while its bit is clear, grey while it is set and it sits
-//! in a queue, black once traced. Tracing reads only immutable
+//! in a queue, black once traced. An object with large vectors is traced in
+//! passes of `TRACE_PASS` elements (`Tracer`); between passes it stays grey
+//! in the queue's `resumed` list, so marking one object is never a long,
+//! uninterruptible step. Tracing reads only immutable
 //! fields and barriered cells' atomics.
 
 use crate::gc::gcspan::GcSpan;
@@ -26,6 +29,14 @@ use crate::sync::Ordering;
 const GREY_BLOCK: usize = 1024;
 /// Empty blocks kept for reuse.
 const SPARE_BLOCKS: usize = 16;
+/// Vector elements one tracing pass over an object visits (see `Tracer`).
+const TRACE_PASS: usize = 1024;
+
+/// An object whose trace stopped part-way: resume at (vector, index).
+pub(crate) struct Resume {
+    obj: usize,
+    at: (usize, usize),
+}
 
 /// The shared grey queue: a stack of blocks of at most `GREY_BLOCK`
 /// entries. One growing `Vec` was the first design; doubling it while a
@@ -36,15 +47,21 @@ pub(crate) struct GreyQueue {
     blocks: Vec<Vec<usize>>,
     /// Empty blocks with `GREY_BLOCK` capacity.
     spare: Vec<Vec<usize>>,
+    /// Objects partly traced (large vectors), still grey.
+    resumed: Vec<Resume>,
 }
 
 impl GreyQueue {
     pub(crate) fn new() -> GreyQueue {
-        GreyQueue { blocks: Vec::new(), spare: Vec::new() }
+        GreyQueue { blocks: Vec::new(), spare: Vec::new(), resumed: Vec::new() }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
+        self.blocks.is_empty() && self.resumed.is_empty()
+    }
+
+    fn take_resumed(&mut self) -> Option<Resume> {
+        self.resumed.pop()
     }
 
     /// The last block, if it has room; else a new (or spare) one.
@@ -182,7 +199,7 @@ impl HeapInner {
         let mut sink = |child: *const GcBox<()>| {
             self.shade(child);
         };
-        let mut tracer = Tracer { sink: &mut sink };
+        let mut tracer = Tracer::whole(&mut sink);
         // SAFETY: a grey object is live until the sweep after this cycle.
         unsafe { ((*obj).desc.trace)(obj, &mut tracer) };
     }
@@ -203,12 +220,19 @@ impl HeapInner {
         let mut done = 0;
         let mut local: Vec<usize> = Vec::with_capacity(256);
         while done < budget {
-            let Some(obj) = local.pop() else {
-                self.grey.lock().unwrap_or_else(|e| e.into_inner()).take(64, &mut local);
-                if local.is_empty() {
-                    break;
+            let (obj, resume) = match local.pop() {
+                Some(obj) => (obj, (0, 0)),
+                None => {
+                    let mut q = self.grey.lock().unwrap_or_else(|e| e.into_inner());
+                    q.take(64, &mut local);
+                    if !local.is_empty() {
+                        continue;
+                    }
+                    match q.take_resumed() {
+                        Some(r) => (r.obj, r.at),
+                        None => break,
+                    }
                 }
-                continue;
             };
             let obj = obj as *const GcBox<()>;
             let mut handles = 0usize;
@@ -218,9 +242,13 @@ impl HeapInner {
                     local.push(child as usize);
                 }
             };
-            let mut tracer = Tracer { sink: &mut sink };
+            let mut tracer = Tracer::pass(&mut sink, resume, TRACE_PASS);
             // SAFETY: a grey object is live until the sweep after this cycle.
             unsafe { ((*obj).desc.trace)(obj, &mut tracer) };
+            if let Some(at) = tracer.stopped() {
+                // Still grey: the rest of its vectors in a later pass.
+                self.grey.lock().unwrap_or_else(|e| e.into_inner()).resumed.push(Resume { obj: obj as usize, at });
+            }
             done = done.saturating_add(1 + handles);
             if local.len() >= 2 * GREY_BLOCK {
                 // Share a block: others (assists) find work, and the stack

@@ -95,7 +95,9 @@
 //!    ```
 //!    While marking, the barrier shades both the old and the new handle
 //!    (Go's hybrid barrier: deletion for the snapshot, insertion because
-//!    mutator stacks are never scanned).
+//!    mutator stacks are never scanned). That is also what lets the marker
+//!    trace a large `GcVec` in several passes: an element that leaves the
+//!    vector between passes was shaded as it left (`Tracer`).
 //! 3. **Allocation is black while a cycle runs**, and a new object's initial
 //!    handles are shaded when it is allocated, since they were stored
 //!    without a barrier.

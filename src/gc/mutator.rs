@@ -305,7 +305,11 @@ impl MutatorState {
                     heap.drain(ASSIST_WORK);
                 }
             });
-            heap.stats.lock().unwrap_or_else(|e| e.into_inner()).assist_time += t.elapsed();
+            let took = t.elapsed();
+            let mut st = heap.stats.lock().unwrap_or_else(|e| e.into_inner());
+            st.assist_time += took;
+            st.assists += 1;
+            st.assist_max = st.assist_max.max(took);
         }
         let old = c.spans[class];
         if !old.is_null() {

@@ -670,6 +670,8 @@ pub struct RawStats {
     pub finalizers_queued: u64,
     pub finalizers_ready: u64,
     pub finalizers_run: u64,
+    pub assists: u64,
+    pub assist_max_ns: u64,
 }
 
 /// `gom_gc_stats`: fills as many whole fields of `*out` as its `size` says
@@ -721,6 +723,8 @@ pub unsafe fn stats(h: *mut CHeap, out: *mut RawStats) -> c_int {
         finalizers_queued: s.finalizers_queued,
         finalizers_ready: s.finalizers_ready as u64,
         finalizers_run: s.finalizers_run,
+        assists: s.assists,
+        assist_max_ns: ns(s.assist_max),
     };
     let filled = room.min(size_of::<RawStats>()) / size_of::<u64>() * size_of::<u64>();
     // SAFETY: `filled` bytes fit both structs, which do not overlap.

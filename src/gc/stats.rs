@@ -54,6 +54,11 @@ pub struct GcStats {
     pub sweep_cpu: Duration,
     /// Mutator time spent in allocation assists.
     pub assist_time: Duration,
+    /// Number of allocation assists.
+    pub assists: u64,
+    /// Longest single assist: the most one refill can add to a mutator's
+    /// allocation for the collector's sake.
+    pub assist_max: Duration,
     /// Wall time of the last cycle.
     pub last_cycle: Duration,
     /// Bytes of spans held by the heap outside mutator caches.

@@ -31,22 +31,83 @@ pub unsafe trait Trace {
 }
 
 /// Receives the handles a value holds, during marking.
+///
+/// An object's trace may be split into passes (Go splits large objects into
+/// "oblets" for the same reason): a pass visits at most `room` elements of
+/// growable vectors (`GcVec`), and says where it stopped, so that marking
+/// one object of a million handles is not one uninterruptible step that an
+/// allocation assist or the vector's own lock must wait out. The first pass
+/// visits every other handle; later passes visit vector elements only, from
+/// where the previous one stopped. Vectors are numbered in trace order,
+/// which is fixed for an object (its structure is immutable; only cells
+/// change), and an element keeps its index while it is in the vector
+/// (`GcVec` has no insert or remove in the middle), so a position is a
+/// (vector, index) pair. Splitting is sound because every element that
+/// leaves a vector, or is overwritten, while marking is shaded by the
+/// barrier, and every element that enters is shaded too: an element a later
+/// pass does not find was shaded when it left.
 pub struct Tracer<'a> {
     pub(crate) sink: &'a mut dyn FnMut(*const GcBox<()>),
+    /// Where this pass starts: (vector number, element index). (0, 0) is a
+    /// first pass.
+    resume: (usize, usize),
+    /// Vectors seen so far in this pass.
+    vectors: usize,
+    /// Vector elements this pass may still visit.
+    room: usize,
+    /// Where this pass stopped, if it left elements for a later pass.
+    stopped: Option<(usize, usize)>,
 }
 
-impl Tracer<'_> {
+impl<'a> Tracer<'a> {
+    /// A tracer that visits everything in one pass.
+    pub(crate) fn whole(sink: &'a mut dyn FnMut(*const GcBox<()>)) -> Tracer<'a> {
+        Tracer::pass(sink, (0, 0), usize::MAX)
+    }
+
+    /// A pass starting at `resume` that visits at most `room` vector
+    /// elements.
+    pub(crate) fn pass(sink: &'a mut dyn FnMut(*const GcBox<()>), resume: (usize, usize), room: usize) -> Tracer<'a> {
+        Tracer { sink, resume, vectors: 0, room, stopped: None }
+    }
+
+    /// Where the pass stopped, if the object needs another.
+    pub(crate) fn stopped(&self) -> Option<(usize, usize)> {
+        self.stopped
+    }
+
     /// Reports one handle.
     #[inline]
     pub fn visit<T: Trace>(&mut self, gc: &Gc<'_, T>) {
-        (self.sink)(gc.erased());
+        self.visit_raw(gc.erased());
     }
 
     /// Reports an erased object pointer (cells that store raw pointers).
     #[inline]
     pub(crate) fn visit_raw(&mut self, obj: *const GcBox<()>) {
-        if !obj.is_null() {
+        if !obj.is_null() && self.resume == (0, 0) {
             (self.sink)(obj);
+        }
+    }
+
+    /// Reports the elements of a growable vector (called once per vector,
+    /// under its lock), as much of them as this pass covers.
+    pub(crate) fn visit_elements(&mut self, items: &[*mut GcBox<()>]) {
+        let number = self.vectors;
+        self.vectors += 1;
+        if self.stopped.is_some() || number < self.resume.0 {
+            return;
+        }
+        let start = if number == self.resume.0 { self.resume.1.min(items.len()) } else { 0 };
+        let end = start + (items.len() - start).min(self.room);
+        self.room -= end - start;
+        for &p in &items[start..end] {
+            if !p.is_null() {
+                (self.sink)(p);
+            }
+        }
+        if end < items.len() {
+            self.stopped = Some((number, end));
         }
     }
 }
