@@ -103,10 +103,11 @@ impl GreyQueue {
 
 /// What `mark_grey` did.
 enum Grey {
-    /// Marked by this call; it holds handles, so it must be traced.
-    Trace,
-    /// Marked by this call; it holds no handle.
-    Leaf,
+    /// Marked by this call (its size in bytes); it holds handles, so it
+    /// must be traced.
+    Trace(usize),
+    /// Marked by this call (its size); it holds no handle.
+    Leaf(usize),
     /// Already marked (or null): nothing to do.
     Already,
 }
@@ -116,18 +117,22 @@ impl HeapInner {
     #[inline]
     pub(crate) fn shade(&self, obj: *const GcBox<()>) -> bool {
         match self.mark_grey(obj) {
-            Grey::Trace => {
+            Grey::Trace(bytes) => {
+                self.marked_bytes.fetch_add(bytes, Ordering::Relaxed);
                 self.grey.lock().unwrap_or_else(|e| e.into_inner()).push(obj as usize);
                 true
             }
-            Grey::Leaf => true,
+            Grey::Leaf(bytes) => {
+                self.marked_bytes.fetch_add(bytes, Ordering::Relaxed);
+                true
+            }
             Grey::Already => false,
         }
     }
 
     /// Sets the mark bit of `obj` (if it is not null); says whether this
     /// call marked it and whether it then needs tracing. The caller queues
-    /// an object it must trace.
+    /// an object it must trace and counts the bytes in `marked_bytes`.
     #[inline]
     fn mark_grey(&self, obj: *const GcBox<()>) -> Grey {
         if obj.is_null() {
@@ -148,12 +153,11 @@ impl HeapInner {
         if !span.mark(index) {
             return Grey::Already;
         }
-        self.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
         // SAFETY: the object is live and initialised (see above).
         if unsafe { (*obj).desc.holds_gc } {
-            Grey::Trace
+            Grey::Trace(span.elem_size)
         } else {
-            Grey::Leaf
+            Grey::Leaf(span.elem_size)
         }
     }
 
@@ -181,17 +185,21 @@ impl HeapInner {
     /// mutator entered after the cycle began, so everything it can store is
     /// already marked, and shading would only set bits that belong to the
     /// next cycle.
-    pub(crate) fn mark_new(&self, obj: *const GcBox<()>) {
+    ///
+    /// Returns the bytes this call marked, for the caller to add to
+    /// `marked_bytes` in batches (see `MutatorCache::black_bytes`).
+    pub(crate) fn mark_new(&self, obj: *const GcBox<()>) -> usize {
         // SAFETY: a freshly allocated, initialised object of this heap.
         let span = unsafe { &*GcSpan::of(self.pages, obj) };
-        if span.mark(span.index_of(obj)) {
-            self.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
-            // SAFETY: as above. SeqCst: ordered with the collector's SeqCst
-            // store that ends marking (see `run_cycle`).
-            if unsafe { (*obj).desc.holds_gc } && self.marking.load(Ordering::SeqCst) {
-                self.trace_object(obj);
-            }
+        if !span.mark(span.index_of(obj)) {
+            return 0;
         }
+        // SAFETY: as above. SeqCst: ordered with the collector's SeqCst
+        // store that ends marking (see `run_cycle`).
+        if unsafe { (*obj).desc.holds_gc } && self.marking.load(Ordering::SeqCst) {
+            self.trace_object(obj);
+        }
+        span.elem_size
     }
 
     /// Traces one object: shades every handle it holds.
@@ -218,6 +226,10 @@ impl HeapInner {
     /// object unseen.
     pub(crate) fn drain(&self, budget: usize) -> usize {
         let mut done = 0;
+        // Added to `marked_bytes` once, at the end: one shared counter
+        // written per object marked was a cache line the marker and every
+        // allocating mutator fought over.
+        let mut marked = 0usize;
         let mut local: Vec<usize> = Vec::with_capacity(256);
         while done < budget {
             let (obj, resume) = match local.pop() {
@@ -238,8 +250,13 @@ impl HeapInner {
             let mut handles = 0usize;
             let mut sink = |child: *const GcBox<()>| {
                 handles += 1;
-                if let Grey::Trace = self.mark_grey(child) {
-                    local.push(child as usize);
+                match self.mark_grey(child) {
+                    Grey::Trace(bytes) => {
+                        marked += bytes;
+                        local.push(child as usize);
+                    }
+                    Grey::Leaf(bytes) => marked += bytes,
+                    Grey::Already => {}
                 }
             };
             let mut tracer = Tracer::pass(&mut sink, resume, TRACE_PASS);
@@ -260,6 +277,9 @@ impl HeapInner {
         }
         if !local.is_empty() {
             self.grey.lock().unwrap_or_else(|e| e.into_inner()).extend(&local);
+        }
+        if marked != 0 {
+            self.marked_bytes.fetch_add(marked, Ordering::Relaxed);
         }
         done
     }

@@ -49,6 +49,15 @@ pub(crate) struct MutatorCache {
     sync_sweepgen: u64,
     unreported_bytes: usize,
     unreported_objects: usize,
+    /// Bytes allocated black in cycle `black_cycle`, added to the heap's
+    /// `marked_bytes` with the other counters (`report`), not per object:
+    /// that shared counter is written by the marker on every object it
+    /// marks. A cycle's live figure misses, for each mutator still inside a
+    /// scope at the flip, what it allocated black since its last report:
+    /// about `REPORT_BYTES` plus one object (only pacing and statistics
+    /// read it).
+    black_bytes: usize,
+    black_cycle: u64,
 }
 
 /// Per thread, per heap.
@@ -80,6 +89,8 @@ impl MutatorState {
                 alloc_black: false,
                 sync_sweepgen: 0,
                 unreported_bytes: 0,
+                black_bytes: 0,
+                black_cycle: 0,
                 unreported_objects: 0,
             }),
         }
@@ -370,6 +381,12 @@ impl Default for MutatorState {
 
 /// Adds a cache's unreported allocation to the heap's counters.
 fn report(c: &mut MutatorCache, heap: &HeapInner) {
+    if c.black_bytes != 0 {
+        if heap.cycle.load(Ordering::Relaxed) == c.black_cycle {
+            heap.marked_bytes.fetch_add(c.black_bytes, Ordering::Relaxed);
+        }
+        c.black_bytes = 0;
+    }
     if c.unreported_bytes == 0 {
         return;
     }
@@ -522,7 +539,18 @@ impl<'gc> Mutator<'gc> {
         }
         if black {
             // A barrier: `mark_new` may shade the object's children.
-            self.state().with_barrier(heap, |_| heap.mark_new(obj as *const GcBox<()>));
+            let bytes = self.state().with_barrier(heap, |_| heap.mark_new(obj as *const GcBox<()>));
+            if bytes != 0 {
+                // SAFETY: inside `enter`, the cache is ours.
+                let c = unsafe { self.state().cache_mut() };
+                let cycle = heap.cycle.load(Ordering::Relaxed);
+                if c.black_cycle != cycle {
+                    // Marked in a cycle that has ended: its count is closed.
+                    c.black_bytes = 0;
+                    c.black_cycle = cycle;
+                }
+                c.black_bytes += bytes;
+            }
         }
         if !large.is_null() {
             heap.return_from_cache(large);
