@@ -336,3 +336,49 @@ fn relisted_span_is_swept_before_marking() {
         });
     });
 }
+
+/// A black allocation shades the handles it is created with. The mutator,
+/// in a scope older than the cycle, unlinks B from the root (perhaps before
+/// the cycle starts: no barrier shade), then allocates C holding B and
+/// stores C in the root while a cycle runs. C is allocated black, so the
+/// marker never traces it: B survives only because `mark_new` shades C's
+/// initial handles.
+///
+/// This model found a real bug in `MutatorState::sync`: it read the
+/// allocation colour and the sweepgen as two loads, and a scope entering
+/// across a flip took the old colour (black) with the new sweepgen. It
+/// allocated C black into a span already swept for the next cycle, so C's
+/// mark bit was stale at that cycle's start: the marker took C for marked,
+/// never traced it, and B was freed while reachable ("dropped != made -
+/// reachable", left 1, right 0, in `audit`'s final cycle). Fixed by one
+/// colour word (`HeapInner::alloc_colour`). With the fix, removing the
+/// shading of a new object's handles from `mark_new` fails here: "B, held
+/// only by the new C, was dropped while reachable".
+#[test]
+fn black_allocation_shades_its_initial_handles() {
+    builder().check(|| {
+        let w = World::new();
+        let root: Root<Obj<'static>> = w.heap.enter(|m| {
+            let r = w.obj(m, 1);
+            r.a.set(m, Some(w.obj(m, 2)));
+            m.root(r)
+        });
+        let collector = w.collector();
+        w.heap.enter(|m| {
+            let r = root.get(m);
+            let b = r.a.get();
+            r.a.set(m, None);
+            let c = m.alloc(Obj {
+                id: 3,
+                check: checksum(3),
+                a: GcCell::new(b),
+                b: GcCell::new(None),
+                _tally: Tally(w.drops.clone()),
+            });
+            r.b.set(m, Some(c));
+        });
+        collector.join().unwrap();
+        assert_eq!(w.drops(), 0, "B, held only by the new C, was dropped while reachable");
+        audit(&w, &root, 3);
+    });
+}

@@ -151,10 +151,17 @@ pub(crate) struct HeapInner {
 
     /// Barrier phase: write barriers shade while true.
     pub marking: AtomicBool,
-    /// Allocation colour: new objects are marked while true.
-    pub alloc_black: AtomicBool,
-    /// Advances whenever `alloc_black` or `sweepgen` changes, so caches know
-    /// to resynchronise.
+    /// Allocation colour and the sweepgen it goes with, in one word
+    /// (`colour_word`): new objects are marked while the low bit is set.
+    /// One word because a cache must take both from the same phase: read
+    /// apart, a mutator syncing across a flip once took the old colour
+    /// (black) with the new sweepgen, allocated black into a span swept for
+    /// the next cycle, and that stale mark hid the object from the next
+    /// cycle's marking, so what it alone reached was freed while reachable
+    /// (found by the loom model `black_allocation_shades_its_initial_handles`).
+    pub alloc_colour: AtomicU64,
+    /// Advances whenever `alloc_colour` changes, so caches know to
+    /// resynchronise.
     pub epoch: AtomicU64,
     /// Cycles started.
     pub cycle: AtomicU64,
@@ -225,7 +232,7 @@ impl HeapInner {
             gc_percent: AtomicI32::new(config.gc_percent),
             memory_limit: AtomicUsize::new(config.memory_limit),
             marking: AtomicBool::new(false),
-            alloc_black: AtomicBool::new(false),
+            alloc_colour: AtomicU64::new(colour_word(false, 2)),
             epoch: AtomicU64::new(1),
             cycle: AtomicU64::new(0),
             flip_epoch: AtomicU64::new(0),
@@ -654,7 +661,8 @@ impl HeapInner {
         // the barrier sees `marking`, or `wait_barriers` sees the barrier in
         // progress). SeqCst stores: Release for the barrier's Acquire.
         self.marked_bytes.store(0, Ordering::Relaxed);
-        self.alloc_black.store(true, Ordering::SeqCst);
+        let sg = self.sweepgen.load(Ordering::Relaxed);
+        self.alloc_colour.store(colour_word(true, sg), Ordering::SeqCst);
         self.marking.store(true, Ordering::SeqCst);
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let cycle = self.cycle.fetch_add(1, Ordering::SeqCst) + 1;
@@ -708,7 +716,8 @@ impl HeapInner {
                 l.unswept[class].extend(p);
                 l.unswept[class].extend(f);
             }
-            self.alloc_black.store(false, Ordering::SeqCst);
+            let sg = self.sweepgen.load(Ordering::Relaxed);
+            self.alloc_colour.store(colour_word(false, sg), Ordering::SeqCst);
             let flip_epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
             self.flip_epoch.store(flip_epoch, Ordering::SeqCst);
             self.sweep_allowed.store(true, Ordering::SeqCst);
@@ -1050,6 +1059,11 @@ impl HeapInner {
             }
         }
     }
+}
+
+/// The `alloc_colour` word for allocating black or white at sweepgen `sg`.
+pub(crate) fn colour_word(black: bool, sg: u64) -> u64 {
+    sg << 1 | u64::from(black)
 }
 
 /// A wait for something that is usually over within nanoseconds (a barrier):

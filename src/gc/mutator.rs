@@ -14,8 +14,8 @@
 //! wait out barriers that may have read a stale phase.
 //!
 //! Invariant: a mutator allocating white is inside a scope that began before
-//! the current cycle started (its cache synchronised before `alloc_black`
-//! was set); the flip waits until every mutator has entered after the cycle
+//! the current cycle started (its cache synchronised before `alloc_colour`
+//! turned black); the flip waits until every mutator has entered after the cycle
 //! started, so no white allocation can land in a span that the flip makes
 //! unswept. Mutators inside `enter` at the flip allocate black until they
 //! resynchronise, which first hands their spans to the sweeper.
@@ -195,14 +195,18 @@ impl MutatorState {
     #[cold]
     unsafe fn sync(&self, c: &mut MutatorCache, heap: &HeapInner) {
         // Acquire pairs with the SeqCst updates in `run_cycle`: a new epoch
-        // implies the colour and sweepgen written before it.
+        // implies the colour written before it. The colour may be newer
+        // than the epoch (a phase change between the two loads); it is
+        // still one phase's (colour, sweepgen) pair, and the next
+        // allocation sees the newer epoch and syncs again.
         let epoch = heap.epoch.load(Ordering::Acquire);
         if epoch == c.epoch {
             return;
         }
         let t = Instant::now();
-        let black = heap.alloc_black.load(Ordering::Acquire);
-        let sg = heap.sweepgen.load(Ordering::Acquire);
+        // Acquire: as above.
+        let colour = heap.alloc_colour.load(Ordering::Acquire);
+        let (black, sg) = (colour & 1 != 0, colour >> 1);
         let mut flushed = false;
         for s in c.spans.iter_mut() {
             // SAFETY: cached spans are live and ours.
