@@ -197,6 +197,20 @@ impl GcSpan {
         word.fetch_or(bit, Ordering::AcqRel) & bit == 0
     }
 
+    /// Sets the mark bit of slot `index`, just allocated black by this
+    /// span's holder. No other thread can mark it first (the object is not
+    /// yet published, and within a cycle a slot is allocated at most once),
+    /// so the old value is not needed: a locked OR, not the compare-exchange
+    /// loop that `mark`'s result costs.
+    #[inline]
+    pub fn mark_fresh(&self, index: usize) {
+        let bit = 1u64 << (index % 64);
+        let word = &self.mark_bits[index / 64];
+        debug_assert_eq!(word.load(Ordering::Relaxed) & bit, 0, "slot {index} marked before its allocation");
+        // AcqRel: as in `mark`; the holder traces the object after this.
+        word.fetch_or(bit, Ordering::AcqRel);
+    }
+
     /// True if slot `index` is marked in the cycle in progress or just
     /// finished.
     #[inline]

@@ -186,14 +186,19 @@ impl HeapInner {
     /// already marked, and shading would only set bits that belong to the
     /// next cycle.
     ///
-    /// Returns the bytes this call marked, for the caller to add to
-    /// `marked_bytes` in batches (see `MutatorCache::black_bytes`).
+    /// Returns the bytes marked, for the caller to add to `marked_bytes` in
+    /// batches (see `MutatorCache::black_bytes`).
+    ///
+    /// Runs outside a barrier: the shading is needed only for handles a
+    /// scope older than the cycle still holds, and termination waits for
+    /// such a scope to end (rule 4), which orders these shades before it; a
+    /// scope entered after the cycle began holds only marked objects, so
+    /// its shades do nothing. A barrier here cost a SeqCst fence per
+    /// allocation while marking, the mutator's largest cost in binary-trees.
     pub(crate) fn mark_new(&self, obj: *const GcBox<()>) -> usize {
         // SAFETY: a freshly allocated, initialised object of this heap.
         let span = unsafe { &*GcSpan::of(self.pages, obj) };
-        if !span.mark(span.index_of(obj)) {
-            return 0;
-        }
+        span.mark_fresh(span.index_of(obj));
         // SAFETY: as above. SeqCst: ordered with the collector's SeqCst
         // store that ends marking (see `run_cycle`).
         if unsafe { (*obj).desc.holds_gc } && self.marking.load(Ordering::SeqCst) {

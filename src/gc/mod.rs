@@ -100,7 +100,11 @@
 //!    vector between passes was shaded as it left (`Tracer`).
 //! 3. **Allocation is black while a cycle runs**, and a new object's initial
 //!    handles are shaded when it is allocated, since they were stored
-//!    without a barrier.
+//!    without a barrier. That shading runs outside the barrier protocol:
+//!    only a scope older than the cycle can hold an unmarked handle, and
+//!    termination waits for such a scope to end (rule 4). A cache takes the
+//!    colour and the sweepgen it applies to from one word, so it never
+//!    allocates black into a span already swept for the next cycle.
 //! 4. **Termination waits for every scope that predates the cycle.** Handles
 //!    on a mutator's stack are not scanned. A mutator that entered its scope
 //!    after the cycle started obtained every handle it holds after that

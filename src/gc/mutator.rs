@@ -346,7 +346,8 @@ impl MutatorState {
 
     /// Runs `f(marking)` as a barrier: any shading or tracing `f` does is
     /// finished before the collector can end marking. Every path that
-    /// shades goes through here (or `HeapInner::root_barrier`).
+    /// shades goes through here (or `HeapInner::root_barrier`), except a
+    /// black allocation's shading of its own handles (`mark_new` says why).
     pub fn with_barrier<R>(&self, heap: &HeapInner, f: impl FnOnce(bool) -> R) -> R {
         // The Dekker pair with the collector (`run_cycle` stores `marking`,
         // then `wait_barriers` fences and reads `in_barrier`): each side
@@ -542,9 +543,9 @@ impl<'gc> Mutator<'gc> {
             unsafe { (*GcSpan::of(heap.pages, obj as *const GcBox<()>)).note_drop() };
         }
         if black {
-            // A barrier: `mark_new` may shade the object's children.
-            let bytes = self.state().with_barrier(heap, |_| heap.mark_new(obj as *const GcBox<()>));
-            if bytes != 0 {
+            // No barrier: see `mark_new`.
+            let bytes = heap.mark_new(obj as *const GcBox<()>);
+            {
                 // SAFETY: inside `enter`, the cache is ours.
                 let c = unsafe { self.state().cache_mut() };
                 let cycle = heap.cycle.load(Ordering::Relaxed);
