@@ -133,20 +133,22 @@
 //!
 //! 7. **Marking and sweeping never overlap on a span, and no span carries an
 //!    old cycle's marks into a new one.** Sweeping clears mark bits, so it is
-//!    closed from the start of a cycle until its flip (a flag and an
-//!    in-flight count, in a Dekker pair with the collector). A span left
-//!    unswept across a cycle start would be worse: `shade` would take its
-//!    old mark bit for this cycle's and never trace the object, so anything
-//!    it had come to point to could be freed while live (the torture test
-//!    found exactly this). So a cycle starts only once every mutator has
-//!    handed back its spans from before the last flip (or is outside, and its
-//!    cache is flushed), and every span is swept — including a span a
-//!    mutator popped to sweep just as sweeping closed and then listed back
-//!    unswept, which the collector sweeps itself after closing
-//!    (`sweep_stragglers`). Every path that shades
-//!    (write barriers, root operations, allocation assists, the children of
-//!    a new object) runs inside a barrier the collector waits out before it
-//!    ends marking, so no mark lands on a span after the flip.
+//!    closed from sweep termination until the flip: every thread that pops
+//!    an unswept span checks a flag (`sweep_allowed`) and counts itself in
+//!    the sweeps in flight under the span-list lock; the collector clears
+//!    the flag under the same lock, then waits for the count to reach zero.
+//!    A span left unswept across a cycle start would be worse: `shade`
+//!    would take its old mark bit for this cycle's and never trace the
+//!    object, so anything it had come to point to could be freed while live
+//!    (the torture test found exactly this). So a cycle starts only once
+//!    every mutator has handed back its spans from before the last flip (or
+//!    is outside, and its cache is flushed), and the collector, with
+//!    sweeping closed, has swept every span still listed unswept
+//!    (`sweep_remaining`); nothing lists a span unswept again before the
+//!    flip. Every path that shades (write barriers, root operations,
+//!    allocation assists, the children of a new object) runs inside a
+//!    barrier the collector waits out before it ends marking, so no mark
+//!    lands on a span after the flip.
 //!
 //! 8. **A weak handle never upgrades to a dead object.** Weak handles point
 //!    at an untraced slot; the collector clears slots of unmarked objects
@@ -173,8 +175,9 @@
 //! objects in a cycle through finalizable objects (such cycles are never
 //! freed while the heap lives). See `Mutator::set_finalizer`.
 //!
-//! Not done yet (see the README): loom models of the GC's protocols (the
-//! GC's types use `std` atomics, not the sync shim).
+//! The GC's atomics and locks come from the sync shim, so these protocols
+//! are checked by loom models driving the real heap
+//! (`loom-tests/tests/gc.rs`; what each catches is in `loom-tests/README.md`).
 
 mod cell;
 mod finalize;
