@@ -82,12 +82,62 @@ fn checksum(id: u64) -> u64 {
     id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0FFEE
 }
 
+/// Drop counts of `Mortal`s, by id. Leaked, one per execution, so that an
+/// object dropped twice (the bug some mutations introduce) cannot corrupt
+/// anything the model still uses.
+#[derive(Default)]
+struct Drops([AtomicUsize; 8]);
+
+/// What a `Mortal` holds, as loom sees it: a tracked cell written when the
+/// object is made and when it is dropped, and read by every use
+/// (`Life::check`). A use or a drop that is not ordered after the object's
+/// drop (a sweep racing a use of the object, two sweeps dropping it) is a
+/// loom causality violation; a use ordered after the drop reads `DEAD`.
+struct Life {
+    id: usize,
+    drops: &'static Drops,
+    state: loom::cell::UnsafeCell<u64>,
+}
+
+const DEAD: u64 = 0xDEAD;
+
+// SAFETY: the cell is only accessed through `with`/`with_mut`, which loom
+// checks against every other access; the rest is immutable or atomic.
+unsafe impl Sync for Life {}
+
+impl Life {
+    /// A use of the object: it must not have been dropped.
+    fn check(&self) {
+        // SAFETY: a plain read through loom's cell, checked by loom.
+        let v = self.state.with(|p| unsafe { *p });
+        assert_eq!(v, checksum(self.id as u64), "object {} used after it was dropped", self.id);
+    }
+}
+
+impl Drop for Life {
+    fn drop(&mut self) {
+        // SAFETY: a plain write through loom's cell, checked by loom.
+        self.state.with_mut(|p| unsafe { *p = DEAD });
+        self.drops.0[self.id].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// An object for the sweep-ownership and weak-sweep models: `Obj`'s drop
+/// counter is one total for the older models; these need per-object counts
+/// and loom-tracked contents.
+#[derive(Trace)]
+struct Mortal {
+    #[gc(skip)]
+    life: Life,
+}
+
 /// One model execution's world: an allocator, a GC heap over its pages, and
-/// the drop counter.
+/// the drop counters.
 struct World {
     // Field order: the heap is dropped before the allocator it draws from.
     heap: Heap,
     drops: Arc<AtomicUsize>,
+    mortals: &'static Drops,
     _alloc: Arc<Allocator>,
 }
 
@@ -98,7 +148,19 @@ impl World {
         // the allocator, so the page heap outlives every use.
         let pages: &'static MHeap = unsafe { &*(alloc.heap() as *const MHeap) };
         let heap = Heap::for_model(pages, GcConfig { gc_percent: -1, memory_limit: usize::MAX, trace: false });
-        World { heap, drops: Arc::new(AtomicUsize::new(0)), _alloc: alloc }
+        let mortals = Box::leak(Box::default());
+        World { heap, drops: Arc::new(AtomicUsize::new(0)), mortals, _alloc: alloc }
+    }
+
+    fn mortal<'gc>(&self, m: &gomalloc::gc::Mutator<'gc>, id: usize) -> gomalloc::gc::Gc<'gc, Mortal> {
+        m.alloc(Mortal {
+            life: Life { id, drops: self.mortals, state: loom::cell::UnsafeCell::new(checksum(id as u64)) },
+        })
+    }
+
+    /// How many times the `Mortal` `id` was dropped.
+    fn dropped(&self, id: usize) -> usize {
+        self.mortals.0[id].load(Ordering::SeqCst)
     }
 
     fn obj<'gc>(&self, m: &gomalloc::gc::Mutator<'gc>, id: u64) -> gomalloc::gc::Gc<'gc, Obj<'gc>> {
@@ -280,7 +342,7 @@ fn sweeping_stops_before_marking() {
 }
 
 #[test]
-fn straggler_span_is_swept_before_marking() {
+fn lazy_sweep_in_flight_ends_before_marking() {
     builder().check(|| {
         let w = World::new();
         let root: Root<Obj<'static>> = w.heap.enter(|m| m.root(w.obj(m, 1)));
@@ -309,7 +371,7 @@ struct Holder<'gc> {
 }
 
 #[test]
-fn relisted_span_is_swept_before_marking() {
+fn unswept_span_is_swept_before_marking() {
     builder().check(|| {
         let w = World::new();
         let root: Root<Holder<'static>> =
@@ -334,5 +396,79 @@ fn relisted_span_is_swept_before_marking() {
             let c = root.get(m).a.get().expect("C unlinked");
             assert_eq!(c.check, checksum(7), "C was freed or corrupted");
         });
+    });
+}
+
+#[test]
+fn sweep_ownership_by_sweepgen_cas() {
+    let outcomes = Outcomes::new();
+    let seen = outcomes.clone();
+    builder().check(move || {
+        let w = World::new();
+        // R, rooted, and the garbage D1 and D2, in one span.
+        let root: Root<Mortal> = w.heap.enter(|m| {
+            let r = w.mortal(m, 1);
+            w.mortal(m, 2);
+            w.mortal(m, 3);
+            m.root(r)
+        });
+        // A cycle marks R; its flip leaves the span unswept.
+        w.heap.model_cycle();
+        // Popped once, as a sweeper pops it; then two threads claim it.
+        let span = w.heap.model_pop_unswept().expect("the span is listed unswept");
+        let other = {
+            let heap = w.heap.clone();
+            // SAFETY: `span` is popped and not filed until both claimers
+            // are joined.
+            thread::spawn(move || unsafe { heap.model_claim_and_sweep(span) })
+        };
+        // SAFETY: as above.
+        let mine = unsafe { w.heap.model_claim_and_sweep(span) };
+        let theirs = other.join().unwrap();
+        assert!(mine != theirs, "claims won: this thread {mine}, the other {theirs}; exactly one must win");
+        seen.saw(if mine { "this thread swept" } else { "the other swept" });
+        assert_eq!(w.dropped(1), 0, "R, marked, was dropped by a sweep");
+        assert_eq!((w.dropped(2), w.dropped(3)), (1, 1), "a dead object was not dropped exactly once");
+        // SAFETY: both claimers are done; `span` is not used again.
+        unsafe { w.heap.model_file(span) };
+        w.settle();
+        w.heap.enter(|m| root.get(m).life.check());
+        assert_eq!(w.dropped(1), 0, "R was dropped while rooted");
+    });
+    outcomes.assert_exactly(&["this thread swept", "the other swept"]);
+}
+
+#[test]
+fn weak_upgrade_races_the_sweep() {
+    builder().check(|| {
+        let w = World::new();
+        // R, rooted, and X, only weakly reachable, in one span.
+        let (root, weak): (Root<Mortal>, WeakRoot<Mortal>) = w.heap.enter(|m| {
+            let r = w.mortal(m, 1);
+            let x = w.mortal(m, 5);
+            (m.root(r), m.weak_root(x))
+        });
+        // The cycle finds X unmarked and clears its weak slot at mark
+        // termination; the flip leaves X's span unswept, X in it.
+        w.heap.model_cycle();
+        let sweeper = {
+            let heap = w.heap.clone();
+            thread::spawn(move || heap.model_sweep())
+        };
+        // The upgrade races the sweep that drops X.
+        let upgraded = w.heap.enter(|m| {
+            weak.get(m).map(|x| {
+                x.life.check();
+            })
+        });
+        assert!(upgraded.is_none(), "the upgrade returned X, which the cycle found dead");
+        sweeper.join().unwrap();
+        assert_eq!(w.dropped(5), 1, "X was not dropped exactly once");
+        w.heap.enter(|m| {
+            assert!(weak.get(m).is_none(), "weak root set again after X died");
+            root.get(m).life.check();
+        });
+        w.settle();
+        assert_eq!((w.dropped(1), w.dropped(5)), (0, 1), "R dropped while rooted, or X dropped again");
     });
 }

@@ -941,6 +941,58 @@ fn collector_main(heap: Weak<HeapInner>, control: Arc<Control>) {
     }
 }
 
+/// Hooks for the loom model of sweep ownership (`loom-tests/tests/gc.rs`,
+/// `sweep_ownership_by_sweepgen_cas`): the list pop already makes a sweeper
+/// the span's only holder, so to check `GcSpan::claim_sweep` on its own the
+/// model pops a span once and lets two threads claim it.
+#[cfg(gomalloc_loom)]
+impl HeapInner {
+    /// Pops an unswept span as `sweep_one` does (counted in `sweeping`),
+    /// without sweeping it; returns it with the `sweepgen` to sweep it for.
+    pub(crate) fn model_pop_unswept(&self) -> Option<(*mut GcSpan, u64)> {
+        let mut l = self.lock_spans();
+        if !self.sweep_allowed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let s = l.unswept.iter_mut().find_map(Vec::pop)?;
+        // SAFETY: listed spans are live.
+        let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
+        debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
+        self.sweeping.fetch_add(1, Ordering::Relaxed);
+        Some((s, self.sweepgen.load(Ordering::Relaxed)))
+    }
+
+    /// Claims the span and, if this call won the claim, sweeps it: the
+    /// sweeper's own steps, without the pop.
+    ///
+    /// # Safety
+    /// `span` came from `model_pop_unswept` and is not filed yet.
+    pub(crate) unsafe fn model_claim_and_sweep(&self, span: *mut GcSpan, sg: u64) -> bool {
+        // SAFETY: the caller's span is live and unfiled; only the claim's
+        // winner sweeps it, and the marking that set its bits is complete.
+        unsafe {
+            if !(*span).claim_sweep(sg) {
+                return false;
+            }
+            let r = (*span).sweep(sg);
+            self.account_sweep(r, false);
+        }
+        true
+    }
+
+    /// Files a span from `model_pop_unswept` as a sweeper does after its
+    /// sweep.
+    ///
+    /// # Safety
+    /// Every thread that claimed the span is done with it (joined).
+    pub(crate) unsafe fn model_file(&self, span: *mut GcSpan) {
+        // SAFETY: the caller's span is held by no one else now.
+        unsafe { self.file_swept(span) };
+        // Release pairs with the Acquire wait in `close_sweeping`.
+        self.sweeping.fetch_sub(1, Ordering::Release);
+    }
+}
+
 /// A counted owner of a heap: `Heap` and `Root` hold one. The collector
 /// and finalizer threads hold the heap only weakly or for a moment, so when
 /// the last owner goes, the heap shuts down right there, on that thread:

@@ -213,6 +213,24 @@ pub use trace::__private;
 use heap::{HeapInner, HeapRef};
 use std::sync::Arc;
 
+/// An unswept span popped by [`Heap::model_pop_unswept`], for the loom
+/// model of sweep ownership: the span and the `sweepgen` to sweep it for.
+#[cfg(gomalloc_loom)]
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct ModelSpan {
+    span: *mut gcspan::GcSpan,
+    sg: u64,
+}
+
+// SAFETY: the pointer names a span header in page-heap memory, which no
+// thread owns; the hooks that take a `ModelSpan` state who may use it.
+#[cfg(gomalloc_loom)]
+unsafe impl Send for ModelSpan {}
+// SAFETY: as for `Send`; a `ModelSpan` is never written through.
+#[cfg(gomalloc_loom)]
+unsafe impl Sync for ModelSpan {}
+
 /// A garbage-collected heap. Cheap to clone (a shared handle); `Send` and
 /// `Sync`: any number of threads may `enter` it concurrently. Several heaps
 /// can coexist; each has its own collector thread.
@@ -265,6 +283,39 @@ impl Heap {
     #[doc(hidden)]
     pub fn model_sweep(&self) {
         while self.inner.sweep_one() {}
+    }
+
+    /// Pops one unswept span as a sweeper does, without sweeping it (loom
+    /// model of the `sweepgen` claim).
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub fn model_pop_unswept(&self) -> Option<ModelSpan> {
+        self.inner.model_pop_unswept().map(|(span, sg)| ModelSpan { span, sg })
+    }
+
+    /// Claims `span` for sweeping and sweeps it if the claim was won; true
+    /// if it was (loom models). Any number of threads may race here.
+    ///
+    /// # Safety
+    /// `span` came from [`Heap::model_pop_unswept`] on this heap and has not
+    /// been given to [`Heap::model_file`].
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub unsafe fn model_claim_and_sweep(&self, span: ModelSpan) -> bool {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.inner.model_claim_and_sweep(span.span, span.sg) }
+    }
+
+    /// Files a popped span back on the span lists (loom models).
+    ///
+    /// # Safety
+    /// As for [`Heap::model_claim_and_sweep`], and every thread that raced
+    /// to claim `span` is done with it; `span` is not used again.
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub unsafe fn model_file(&self, span: ModelSpan) {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.inner.model_file(span.span) };
     }
 
     /// Runs `f` as a mutator of this heap. Handles made inside cannot leave
