@@ -334,9 +334,19 @@ fn sweeping_stops_before_marking() {
             let heap = w.heap.clone();
             thread::spawn(move || heap.model_sweep())
         };
-        // The next cycle starts while the sweeper runs.
+        // The next cycle starts while the sweeper runs. Yielding first lets
+        // the sweeper's pop come before the cycle's start without spending a
+        // preemption: at the default bound of 2 the harmful schedules (pop,
+        // then the cycle's start, then the sweep while it marks) need them
+        // both.
+        thread::yield_now();
         w.heap.model_cycle();
         sweeper.join().unwrap();
+        // Sweep what that cycle left, before the audit's cycle shades R: a
+        // sweep that overlapped its marking cleared the marks of R and B,
+        // which die here.
+        w.heap.model_sweep();
+        assert_eq!(w.drops(), 1, "R or B was dropped while reachable from the root");
         audit(&w, &root, 3);
     });
 }
@@ -440,7 +450,9 @@ fn sweep_ownership_by_sweepgen_cas() {
 
 #[test]
 fn weak_upgrade_races_the_sweep() {
-    builder().check(|| {
+    let outcomes = Outcomes::new();
+    let seen = outcomes.clone();
+    builder().check(move || {
         let w = World::new();
         // R, rooted, and X, only weakly reachable, in one span.
         let (root, weak): (Root<Mortal>, WeakRoot<Mortal>) = w.heap.enter(|m| {
@@ -448,27 +460,43 @@ fn weak_upgrade_races_the_sweep() {
             let x = w.mortal(m, 5);
             (m.root(r), m.weak_root(x))
         });
-        // The cycle finds X unmarked and clears its weak slot at mark
-        // termination; the flip leaves X's span unswept, X in it.
-        w.heap.model_cycle();
+        // A cycle, on its own thread, finds X unmarked: it clears X's weak
+        // slot at mark termination, and its flip makes X's span unswept.
+        let collector = {
+            let heap = w.heap.clone();
+            thread::spawn(move || heap.model_cycle())
+        };
+        // A sweeper sweeps as soon as the flip gives it something to sweep.
         let sweeper = {
             let heap = w.heap.clone();
-            thread::spawn(move || heap.model_sweep())
-        };
-        // The upgrade races the sweep that drops X.
-        let upgraded = w.heap.enter(|m| {
-            weak.get(m).map(|x| {
-                x.life.check();
+            thread::spawn(move || {
+                while heap.model_sweep() == 0 {
+                    thread::yield_now();
+                }
             })
+        };
+        // The upgrade races the cycle's decision and the sweep that drops X.
+        let upgraded = w.heap.enter(|m| match weak.get(m) {
+            Some(x) => {
+                thread::yield_now();
+                x.life.check();
+                true
+            }
+            None => false,
         });
-        assert!(upgraded.is_none(), "the upgrade returned X, which the cycle found dead");
+        collector.join().unwrap();
         sweeper.join().unwrap();
-        assert_eq!(w.dropped(5), 1, "X was not dropped exactly once");
-        w.heap.enter(|m| {
-            assert!(weak.get(m).is_none(), "weak root set again after X died");
-            root.get(m).life.check();
-        });
+        if upgraded {
+            seen.saw("upgraded");
+        } else {
+            // X was found dead, so the flip and the sweep after it dropped it.
+            assert_eq!(w.dropped(5), 1, "the upgrade returned None but X was not dropped exactly once");
+            seen.saw("cleared");
+        }
+        w.heap.enter(|m| root.get(m).life.check());
         w.settle();
-        assert_eq!((w.dropped(1), w.dropped(5)), (0, 1), "R dropped while rooted, or X dropped again");
+        w.heap.enter(|m| assert!(weak.get(m).is_none(), "weak root still set after X died"));
+        assert_eq!((w.dropped(1), w.dropped(5)), (0, 1), "R dropped while rooted, or X not dropped exactly once");
     });
+    outcomes.assert_exactly(&["upgraded", "cleared"]);
 }

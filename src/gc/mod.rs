@@ -278,11 +278,16 @@ impl Heap {
         self.inner.run_cycle(true);
     }
 
-    /// Sweeps every unswept span on the calling thread (loom models).
+    /// Sweeps every unswept span on the calling thread, unless sweeping is
+    /// closed (loom models); returns how many it swept.
     #[cfg(gomalloc_loom)]
     #[doc(hidden)]
-    pub fn model_sweep(&self) {
-        while self.inner.sweep_one() {}
+    pub fn model_sweep(&self) -> usize {
+        let mut n = 0;
+        while self.inner.sweep_one() {
+            n += 1;
+        }
+        n
     }
 
     /// Pops one unswept span as a sweeper does, without sweeping it (loom
