@@ -58,6 +58,15 @@ use loom::thread;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// `builder()` with a preemption bound of at least `min`, for a model whose
+/// harmful schedules need more switches than the default bound allows and
+/// whose exploration stays cheap at `min`.
+fn builder_at_least(min: usize) -> loom::model::Builder {
+    let mut b = builder();
+    b.preemption_bound = b.preemption_bound.map(|p| p.max(min));
+    b
+}
+
 /// Counts drops (outside loom: it is the model's observation, not part of
 /// the protocol).
 struct Tally(Arc<AtomicUsize>);
@@ -319,7 +328,7 @@ fn weak_upgrade_races_the_cycle() {
 
 #[test]
 fn sweeping_stops_before_marking() {
-    builder().check(|| {
+    builder_at_least(4).check(|| {
         let w = World::new();
         // Root -> B, and garbage G in the same span.
         let root: Root<Obj<'static>> = w.heap.enter(|m| {
@@ -334,12 +343,7 @@ fn sweeping_stops_before_marking() {
             let heap = w.heap.clone();
             thread::spawn(move || heap.model_sweep())
         };
-        // The next cycle starts while the sweeper runs. Yielding first lets
-        // the sweeper's pop come before the cycle's start without spending a
-        // preemption: at the default bound of 2 the harmful schedules (pop,
-        // then the cycle's start, then the sweep while it marks) need them
-        // both.
-        thread::yield_now();
+        // The next cycle starts while the sweeper runs.
         w.heap.model_cycle();
         sweeper.join().unwrap();
         // Sweep what that cycle left, before the audit's cycle shades R: a
