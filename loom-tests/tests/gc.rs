@@ -364,13 +364,14 @@ fn lazy_sweep_in_flight_ends_before_marking() {
         w.heap.model_cycle();
         let collector = w.collector();
         w.heap.enter(|m| {
-            // This allocation pops R's unswept span to sweep it, and may find
-            // sweeping closed by the collector's next cycle and list it back.
+            // This allocation pops R's unswept span and sweeps it lazily
+            // (C goes in its free slot); the collector's next cycle may close
+            // sweeping meanwhile, and must not mark before this sweep ends.
             let c = w.obj(m, 7);
             root.get(m).a.set(m, Some(c));
         });
         collector.join().unwrap();
-        assert_eq!(w.drops(), 0, "C was dropped while reachable from the root");
+        assert_eq!(w.drops(), 0, "R or C was dropped while reachable from the root");
         audit(&w, &root, 2);
     });
 }
@@ -397,7 +398,8 @@ fn unswept_span_is_swept_before_marking() {
             let c = w.obj(m, 7);
             root.get(m).a.set(m, Some(c));
         });
-        // A sweeper takes H's span while the next cycle closes sweeping.
+        // A sweeper sweeps while the next cycle closes sweeping and sweeps
+        // what is left: either way H's span must be swept before marking.
         let sweeper = {
             let heap = w.heap.clone();
             thread::spawn(move || heap.model_sweep())
