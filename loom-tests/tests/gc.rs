@@ -1,12 +1,15 @@
 //! Model 5, the GC: the real `gomalloc::gc` heap (`Heap::for_model`: no
-//! collector thread; the model runs the collector's whole cycle,
-//! `Heap::model_cycle`, and its sweep on a thread of its own) against a
-//! mutator thread using the public API.
+//! collector thread; the models run the collector's whole cycle,
+//! `Heap::model_cycle`, and its sweep, `Heap::model_sweep`, on threads of
+//! their own) against a mutator thread using the public API.
 //!
-//! Objects carry a checksum and a drop counter. Every model ends with the
+//! Objects carry a checksum and a drop counter. Most models end with the
 //! same audit: after the threads join, a final sequential cycle and sweep,
 //! every object the mutator can still reach is intact and was never dropped,
-//! and everything else was dropped exactly once (`audit`).
+//! and everything else was dropped exactly once (`audit`). The sweep
+//! ownership and weak-sweep models use `Mortal` objects instead: a drop
+//! count per object, and contents loom tracks, so that a use or a second
+//! drop racing a sweep is reported by loom itself.
 //!
 //! - `barrier_keeps_a_moved_object`: the mutator moves the only reference
 //!   to B from one field of the root object to another while a cycle runs
@@ -24,30 +27,37 @@
 //!   upgrade that returns X keeps it alive for the scope; one that returns
 //!   `None` means X is dropped. Both outcomes occur.
 //! - `sweeping_stops_before_marking`: a sweeper thread sweeps the previous
-//!   cycle's spans while the next cycle starts. Invariant: no sweep clears
-//!   mark bits the new cycle set (the `sweep_allowed`/`sweeping` Dekker
-//!   pair), so live objects survive and garbage dies once.
-//! - `straggler_span_is_swept_before_marking`: after a cycle, the root
+//!   cycle's spans while the next cycle closes sweeping and starts.
+//!   Invariant: no sweep overlaps marking (a sweep that does clears the
+//!   marks of R and B, which then die); live objects survive, garbage dies
+//!   once. Explored at a preemption bound of at least 4.
+//! - `lazy_sweep_in_flight_ends_before_marking`: after a cycle, the root
 //!   object's span is unswept with its mark bit still set; the mutator
-//!   allocates (popping that span to sweep it lazily) and stores the new
-//!   object C in the root while the next cycle starts. Invariant: C
-//!   survives. It was written for the race `HeapInner::sweep_stragglers`
-//!   closes (the mutator finds sweeping closed after its pop and lists the
-//!   span back unswept, so the root's stale mark bit would stop it from
-//!   being traced), but loom does not reach that interleaving: in every
-//!   schedule it explored (P=2 and P=3) the mutator's sweep ran before the
-//!   collector closed sweeping, and removing `sweep_stragglers` goes
-//!   undetected (README). The model still checks lazy sweeping against a
-//!   cycle start, and catches the barrier and allocation-colour mutations.
-//! - `relisted_span_is_swept_before_marking`: the root H (its own size
-//!   class) is left unswept with its mark bit set by a cycle, and holds C,
-//!   white; a sweeper thread sweeps while the next cycle starts. Invariant:
-//!   no span enters marking unswept, so H is traced and C survives. Fails
-//!   when neither `close_sweeping` nor `sweep_stragglers` runs; loom does not
-//!   reach the sweeper's pop-then-relist window that makes
-//!   `sweep_stragglers` necessary on its own (README).
+//!   allocates C (popping that span to sweep it lazily) and stores it in
+//!   the root while the next cycle starts. Invariant: R and C survive: the
+//!   cycle waits for the lazy sweep in flight before it marks.
+//! - `unswept_span_is_swept_before_marking`: the root H (its own size class)
+//!   is left unswept with its mark bit set by a cycle, and holds C, white;
+//!   a sweeper thread sweeps while the next cycle starts. Invariant: no
+//!   span enters marking unswept (the sweeper or the collector sweeps it
+//!   first), so H is traced and C survives.
+//! - `sweep_ownership_by_sweepgen_cas`: an unswept span holding R (rooted)
+//!   and the garbage D1 and D2 is popped once, then two threads claim and
+//!   sweep it (`GcSpan::claim_sweep`, `GcSpan::sweep`). Invariant: exactly
+//!   one claim wins (each thread wins in some execution), D1 and D2 are
+//!   dropped exactly once, R is intact.
+//! - `weak_upgrade_races_the_sweep`: R (rooted) and X (only weakly
+//!   reachable) share a span; a cycle runs on one thread, a sweeper sweeps
+//!   on another (X's span, if the flip has made it unswept), and the mutator
+//!   upgrades X's weak root and uses the result. Invariant: an upgrade never
+//!   hands out X once the cycle has found it dead: a returned X is intact
+//!   through the scope, `None` means X is dropped exactly once by the sweeps
+//!   after the cycle. All four combinations of the upgrade's outcome and
+//!   whether the sweeper dropped X occur.
 //!
-//! Mutations tried (one at a time, in a scratch copy; see the README).
+//! Mutations tried: one at a time, in the worktree and reverted, never
+//! committed; each model's doc comment names the changes it catches, and
+//! `README.md` (section 5) has the whole table with loom's reports.
 #![cfg(gomalloc_loom)]
 
 use gomalloc::gc::{GcCell, GcConfig, Heap, Root, Trace, WeakRoot};
@@ -228,6 +238,12 @@ fn audit(w: &World, root: &Root<Obj<'static>>, made: usize) {
     assert_eq!(w.drops(), made - live, "dropped != made - reachable");
 }
 
+/// The lost-object race of the write barrier (module header).
+///
+/// Mutations caught (README, section 5): the barrier shading neither the
+/// old nor the new value, or not the new one; `with_barrier` without its
+/// SeqCst fence; `MutatorState::past` always true. Each: "B was dropped
+/// while reachable from the root".
 #[test]
 fn barrier_keeps_a_moved_object() {
     builder().check(|| {
@@ -253,6 +269,15 @@ fn barrier_keeps_a_moved_object() {
     });
 }
 
+/// Allocation colour against a cycle (module header).
+///
+/// Mutations caught: the barrier shading neither value or not the new one,
+/// `with_barrier` without its fence, `MutatorState::sync` always allocating
+/// white, `MutatorState::enter` without its fence after the CAS (the bug
+/// this model found): "C was dropped while reachable from the root".
+/// `MutatorState::past` always true aborts the process (glibc
+/// "tcache_thread_shutdown(): unaligned tcache chunk detected": the
+/// dropped object's heap data was freed while in use).
 #[test]
 fn allocation_during_a_cycle_is_black() {
     builder().check(|| {
@@ -269,6 +294,12 @@ fn allocation_during_a_cycle_is_black() {
     });
 }
 
+/// The scope handshake at termination (module header).
+///
+/// Mutations caught: the barrier shading neither value or not the old one,
+/// `MutatorState::past` always true: "B was dropped while a scope held
+/// it"; `run_cycle` without `wait_resynced`: "dropped != made - reachable"
+/// (nothing dropped, one expected).
 #[test]
 fn termination_waits_for_older_scopes() {
     builder().check(|| {
@@ -292,6 +323,14 @@ fn termination_waits_for_older_scopes() {
     });
 }
 
+/// A weak upgrade against the cycle's decision (module header).
+///
+/// Mutations caught: the upgrade returning the object while the collector
+/// decides (`mark_done`), or not shading it while marking: "an upgraded
+/// object was dropped while the scope held it"; `MutatorState::past`
+/// always true, `run_cycle` without `wait_resynced`: "upgrade returned None
+/// but the object was kept"; `run_cycle` without `clear_dead_weak`: "weak
+/// root still set after X died".
 #[test]
 fn weak_upgrade_races_the_cycle() {
     let outcomes = Outcomes::new();
@@ -326,6 +365,20 @@ fn weak_upgrade_races_the_cycle() {
     outcomes.assert_exactly(&["upgraded", "cleared"]);
 }
 
+/// Sweeping closed before marking (module header).
+///
+/// Mutations caught, at this model's bound of 4: `close_sweeping` not
+/// waiting for the sweeps in flight; the poppers (`span_for_cache`,
+/// `sweep_one`) ignoring `sweep_allowed`; `close_sweeping` storing
+/// `sweep_allowed = false` without holding the span-list lock. Each: "R or
+/// B was dropped while reachable from the root" (3 drops, 1 expected): a
+/// sweep ran while the cycle marked and cleared the marks it relied on. At
+/// the default bound of 2 loom did not reach these schedules: the sweeper
+/// must pop around the close and then sweep while the collector marks, and
+/// the collector does not yield in between. Not caught here: no
+/// `sweep_remaining` (nothing changes between the two cycles, so the marks
+/// an unswept span keeps are right), and `sweeping`'s Release/Acquire pair
+/// weakened (caught nowhere; README).
 #[test]
 fn sweeping_stops_before_marking() {
     builder_at_least(4).check(|| {
@@ -355,6 +408,16 @@ fn sweeping_stops_before_marking() {
     });
 }
 
+/// A lazy sweep in flight when the next cycle starts (module header).
+///
+/// Mutations caught: `close_sweeping` not waiting for the sweeps in
+/// flight, storing `sweep_allowed = false` without the span-list lock, and
+/// `run_cycle` without `sweep_remaining`: "R or C was dropped while
+/// reachable from the root"; the poppers ignoring `sweep_allowed`: the same
+/// at P=3 (not reached at 2). Also the barrier without its insertion shade,
+/// `with_barrier` and `enter` without their fences, `sync` always white
+/// (same report), and `MutatorState::past` always true (process abort,
+/// glibc "unaligned tcache chunk detected").
 #[test]
 fn lazy_sweep_in_flight_ends_before_marking() {
     builder().check(|| {
@@ -385,6 +448,14 @@ struct Holder<'gc> {
     _pad: [u64; 40],
 }
 
+/// No span enters marking unswept (module header).
+///
+/// Mutations caught: `close_sweeping` not waiting for the sweeps in flight;
+/// the poppers ignoring `sweep_allowed`; `sweep_allowed = false` stored
+/// without the span-list lock; `run_cycle` without `sweep_remaining`. Each:
+/// "C was dropped while reachable from the root" (H's span entered
+/// marking unswept, or a sweep of it overlapped marking, and H's stale mark
+/// bit kept it from being traced).
 #[test]
 fn unswept_span_is_swept_before_marking() {
     builder().check(|| {
@@ -415,6 +486,19 @@ fn unswept_span_is_swept_before_marking() {
     });
 }
 
+/// Sweep ownership by the `sweepgen` CAS (module header). A sweeper first
+/// pops its span from an unswept list under the span-list lock, which
+/// already makes it the span's only holder, so no other model can make two
+/// sweepers race for one span: this one pops the span once
+/// (`Heap::model_pop_unswept`) and lets two threads race on
+/// `GcSpan::claim_sweep` itself.
+///
+/// Mutation caught: `claim_sweep` as a load and a separate store instead of
+/// the CAS: "Causality violation: Concurrent write accesses to
+/// `UnsafeCell`" (both threads won the claim and dropped the same dead
+/// object: `Life::drop` on threads 0 and 1, with `LOOM_LOCATION=1`); the
+/// process then aborts while unwinding ("panic in a destructor during
+/// cleanup": the objects left are dropped outside the model).
 #[test]
 fn sweep_ownership_by_sweepgen_cas() {
     let outcomes = Outcomes::new();
@@ -454,6 +538,20 @@ fn sweep_ownership_by_sweepgen_cas() {
     outcomes.assert_exactly(&["this thread swept", "the other swept"]);
 }
 
+/// A weak upgrade racing the sweep that drops its target (module header).
+///
+/// Mutations caught: `run_cycle` without `clear_dead_weak`: "weak root
+/// still set after X died" (the check after the settling cycle; in a
+/// one-off run with that check removed, loom reported "Causality
+/// violation: Concurrent read and write accesses." between the mutator's
+/// read of X in `Life::check` and the sweep's drop of X). The same
+/// causality violation for: the upgrade returning the object while the
+/// collector decides, or not shading it while marking;
+/// `MutatorState::past` always true; `with_barrier` without its fence.
+/// `run_cycle` without `sweep_remaining`: "weak root still set after X
+/// died" (X, shaded by an upgrade in the first cycle, kept that mark bit
+/// into the next cycle's marking, so it was taken for live again and never
+/// dropped).
 #[test]
 fn weak_upgrade_races_the_sweep() {
     let outcomes = Outcomes::new();
