@@ -461,6 +461,10 @@ impl HeapInner {
         }
         // Acquire pairs with the Release decrement that ends each sweep: the
         // sweep's clearing of mark bits happens before this cycle's shades.
+        // (Each sweep also takes the span-list lock after sweeping, and
+        // `sweep_remaining` takes it next, so the lock orders this too: the
+        // loom models cannot tell the pair from Relaxed. It keeps the wait
+        // correct without relying on that.)
         while self.sweeping.load(Ordering::Acquire) != 0 {
             thread::yield_now();
         }
