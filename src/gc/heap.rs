@@ -6,13 +6,15 @@
 //! heap.
 //!
 //! # The cycle (see `mod.rs` for why it is sound)
-//! 1. Sweep termination: flush idle mutators' caches and finish sweeping the
-//!    previous cycle's spans; then close sweeping (`sweep_allowed`) and wait
-//!    for sweeps in flight; then sweep, on the collector, any span a
-//!    mutator listed back unswept after finding sweeping closed. No span
-//!    may enter marking unswept: `shade` would take an object's stale mark
-//!    bit for this cycle's and never trace it. From here to the flip no span
-//!    is swept: a sweep clears mark bits, which this cycle is about to set.
+//! 1. Sweep termination: wait until every mutator inside `enter` has handed
+//!    back its spans from before the last flip (the caches of those outside
+//!    are flushed), so every unswept span is on an unswept list; close
+//!    sweeping (`sweep_allowed = false`, under the span-list lock) and wait
+//!    for the sweeps in flight; then sweep, on the collector alone, every
+//!    span still listed unswept. No span may enter marking unswept: `shade`
+//!    would take an object's stale mark bit for this cycle's and never trace
+//!    it. From here to the flip no span is swept: a sweep clears mark bits,
+//!    which this cycle is about to set.
 //! 2. Start: allocation turns black, `marking` turns on (SeqCst), the cycle
 //!    number advances; the collector waits until no mutator is inside a
 //!    barrier that may have read `marking == false`; it shades the roots.
@@ -169,9 +171,12 @@ pub(crate) struct HeapInner {
     pub flip_epoch: AtomicU64,
     /// Go's `sweepgen`, starting at 2.
     pub sweepgen: AtomicU64,
-    /// Sweeping is allowed (from a flip to the next cycle's start).
+    /// Sweeping is allowed (from a flip to the next cycle's sweep
+    /// termination). Changed only under the span-list lock, and read under
+    /// it by every thread that pops an unswept span (see `close_sweeping`).
     pub sweep_allowed: AtomicBool,
-    /// Sweeps in progress (see `try_sweep`).
+    /// Spans popped from an unswept list and not yet swept and filed (see
+    /// `close_sweeping`).
     pub sweeping: AtomicUsize,
     /// Root operations in progress that may shade (see `root_barrier`).
     pub root_barriers: AtomicUsize,
@@ -299,6 +304,8 @@ impl HeapInner {
                     debug_assert_eq!(prev, 1, "span {s:p} taken from partial but not listed");
                     return s;
                 }
+                // Checked, and the pop counted, under the lock `close_sweeping`
+                // takes to close sweeping (see there).
                 if !self.sweep_allowed.load(Ordering::Relaxed) {
                     break;
                 }
@@ -307,7 +314,6 @@ impl HeapInner {
                         // SAFETY: listed spans are live.
                         let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
                         debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
-                        // Counted from the pop, so `collect` can wait for it.
                         self.sweeping.fetch_add(1, Ordering::Relaxed);
                         (s, self.sweepgen.load(Ordering::Relaxed))
                     }
@@ -317,27 +323,18 @@ impl HeapInner {
             // Sweep outside the lock: it runs user `Drop` code.
             // SAFETY: popped from the unswept list: this thread holds it.
             unsafe {
-                if !self.try_sweep(span, sg) {
-                    // Sweeping closed meanwhile: the span stays unswept.
-                    let mut l = self.lock_spans();
-                    (*span).holder.store(1, Ordering::Relaxed);
-                    l.unswept[class].push(span);
-                    drop(l);
-                    // Release pairs with the collector's Acquire loads of `sweeping`.
-                    self.sweeping.fetch_sub(1, Ordering::Release);
-                    break;
-                }
+                self.sweep_popped(span, sg, false);
                 if (*span).has_free() {
                     (*span).holder.store(2, Ordering::Relaxed);
                     self.lock_spans().cached += 1;
-                    // Release pairs with the collector's Acquire loads of `sweeping`.
+                    // Release pairs with the Acquire wait in `close_sweeping`.
                     self.sweeping.fetch_sub(1, Ordering::Release);
                     return span;
                 }
                 self.file_swept(span);
-                // Release pairs with the collector's Acquire loads of `sweeping`.
-                self.sweeping.fetch_sub(1, Ordering::Release);
             }
+            // Release pairs with the Acquire wait in `close_sweeping`.
+            self.sweeping.fetch_sub(1, Ordering::Release);
         }
         let span = GcSpan::create(self.pages, class, 0, self.sweepgen.load(Ordering::Acquire), self.id);
         if !span.is_null() {
@@ -367,6 +364,13 @@ impl HeapInner {
             (self.class_of(s), s.sweepgen.load(Ordering::Acquire) < sg, s.has_free())
         };
         l.cached -= 1;
+        // From `close_sweeping` to the flip no span is listed unswept:
+        // `wait_resynced` took back every span from before the last flip,
+        // and `sweep_remaining` relies on the lists staying empty.
+        debug_assert!(
+            !stale || self.sweep_allowed.load(Ordering::Relaxed),
+            "span {span:p} handed back unswept while sweeping is closed"
+        );
         if stale {
             l.unswept[class].push(span);
         } else if has_free {
@@ -434,85 +438,85 @@ impl HeapInner {
         let _ = background;
     }
 
-    /// Sweeps a span this thread holds (popped from the unswept list, with
-    /// `sweeping` already counting it), if sweeping is open. False, with
-    /// nothing done, if it is closed.
+    /// Sweeps a span this thread popped from an unswept list, unless it was
+    /// swept already (`claim_sweep` fails; the pop should have excluded it).
     ///
     /// # Safety
-    /// The caller holds the span.
-    unsafe fn try_sweep(&self, span: *mut GcSpan, sg: u64) -> bool {
-        // The caller's increment of `sweeping`, this fence and load are the
-        // Dekker pair with the collector's store of `sweep_allowed = false`,
-        // fence and load of `sweeping` in `close_sweeping`: either this sweep
-        // sees sweeping closed, or the collector waits for it.
-        fence(Ordering::SeqCst);
-        if !self.sweep_allowed.load(Ordering::Relaxed) {
-            return false;
-        }
-        // SAFETY: forwarded: the caller holds the span; sweeping is open.
+    /// The caller holds the span (popped it from an unswept list), and
+    /// marking of the cycle whose bits it holds is complete.
+    unsafe fn sweep_popped(&self, span: *mut GcSpan, sg: u64, background: bool) {
+        // SAFETY: forwarded: the caller holds the live span; the marking
+        // that set its bits is complete.
         unsafe {
             if (*span).claim_sweep(sg) {
                 let r = (*span).sweep(sg);
-                self.account_sweep(r, false);
+                self.account_sweep(r, background);
             }
         }
-        true
     }
 
     /// Stops new sweeps and waits for those in flight.
+    ///
+    /// Every thread that pops an unswept span (`span_for_cache`,
+    /// `sweep_one`) checks `sweep_allowed` and counts itself in `sweeping`
+    /// under the span-list lock, and then always sweeps and files the span
+    /// before it decrements `sweeping`. The store below is made under that
+    /// lock too, so each popper's critical section comes either before it
+    /// (its increment happens before the wait below, which then waits for
+    /// its sweep) or after it (it reads `false` and pops nothing). No
+    /// fence is needed: the lock orders the check and the count with the
+    /// close.
     fn close_sweeping(&self) {
-        // See `try_sweep`.
-        self.sweep_allowed.store(false, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        // Acquire pairs with the Release decrement that ends a sweep.
+        {
+            let _l = self.lock_spans();
+            self.sweep_allowed.store(false, Ordering::Relaxed);
+        }
+        // Acquire pairs with the Release decrement that ends each sweep: the
+        // sweep's clearing of mark bits happens before this cycle's shades.
+        // (Each sweep also takes the span-list lock after sweeping, and
+        // `sweep_remaining` takes it next, so the lock orders this too: the
+        // loom models cannot tell the pair from Relaxed. It keeps the wait
+        // correct without relying on that.)
         while self.sweeping.load(Ordering::Acquire) != 0 {
             thread::yield_now();
         }
     }
 
     /// After `close_sweeping`: sweeps, on the collector, every span still on
-    /// an unswept list, and returns once none is listed or held by a
-    /// would-be sweeper.
+    /// an unswept list. With sweeping closed and the sweeps in flight done,
+    /// no other thread pops or sweeps, and no span is listed unswept again
+    /// before the flip (`wait_resynced` has had every mutator hand back its
+    /// spans from before the last flip; a cache refilled since holds only
+    /// spans of the current `sweepgen`). So once the lists are empty, every
+    /// span is swept.
     ///
-    /// Needed because a mutator can pop an unswept span just before
-    /// sweeping closes, find it closed in `try_sweep` and list it back
-    /// unswept after the collector's last `sweep_one`. Such a span would
-    /// enter marking with the previous cycle's mark bits, and `shade` would
-    /// take an object's stale bit for this cycle's: the object would never
-    /// be traced and what it alone reaches would be freed while reachable.
-    fn sweep_stragglers(&self) {
+    /// This is where sweep termination does its sweeping. Sweeping here
+    /// rather than before `close_sweeping` (while mutators could still help)
+    /// keeps each step of the protocol necessary: without this pass a span
+    /// left unswept enters marking with its stale mark bits; without the
+    /// close a popper could take a span while this pass runs and sweep it
+    /// during marking; without the wait, a sweep in flight could clear mark
+    /// bits this cycle has set. Mutators needing a span meanwhile take a
+    /// swept one or a fresh one, as they do throughout marking.
+    fn sweep_remaining(&self) {
         loop {
-            let popped = {
+            let (span, sg) = {
                 let mut l = self.lock_spans();
-                let sg = self.sweepgen.load(Ordering::Relaxed);
                 match l.unswept.iter_mut().find_map(Vec::pop) {
                     Some(s) => {
                         // SAFETY: listed spans are live.
                         let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
                         debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
-                        Some((s, sg))
+                        (s, self.sweepgen.load(Ordering::Relaxed))
                     }
-                    // Under the lock, a popper's increment of `sweeping` is
-                    // visible, and its relisting (also under the lock)
-                    // happens before its Release decrement, which this
-                    // Acquire load pairs with: nothing empty and zero means
-                    // no unswept span exists anywhere. Sweeping being
-                    // closed, none can be popped again.
-                    None if self.sweeping.load(Ordering::Acquire) == 0 => return,
-                    None => None,
+                    None => return,
                 }
             };
-            match popped {
-                // SAFETY: popped from the unswept list: this thread holds the
-                // span, and with sweeping closed no other thread sweeps.
-                Some((span, sg)) => unsafe {
-                    if (*span).claim_sweep(sg) {
-                        let r = (*span).sweep(sg);
-                        self.account_sweep(r, true);
-                    }
-                    self.file_swept(span);
-                },
-                None => thread::yield_now(),
+            // SAFETY: popped from the unswept list: this thread holds the
+            // span; the last cycle's marking is complete.
+            unsafe {
+                self.sweep_popped(span, sg, true);
+                self.file_swept(span);
             }
         }
     }
@@ -520,42 +524,37 @@ impl HeapInner {
     /// Sweeps one unswept span of any class; false when none is left or
     /// sweeping is closed.
     pub fn sweep_one(&self) -> bool {
-        let (span, class, sg) = {
+        let (span, sg) = {
             let mut l = self.lock_spans();
+            // Checked, and the pop counted, under the lock `close_sweeping`
+            // takes to close sweeping (see there).
             if !self.sweep_allowed.load(Ordering::Relaxed) {
                 return false;
             }
-            let sg = self.sweepgen.load(Ordering::Relaxed);
-            match l.unswept.iter_mut().enumerate().find_map(|(c, v)| v.pop().map(|s| (s, c))) {
-                Some((s, c)) => {
+            match l.unswept.iter_mut().find_map(Vec::pop) {
+                Some(s) => {
                     // SAFETY: listed spans are live.
                     let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
                     debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
-                    // Counted from the pop, so `collect` can wait for it.
                     self.sweeping.fetch_add(1, Ordering::Relaxed);
-                    (s, c, sg)
+                    (s, self.sweepgen.load(Ordering::Relaxed))
                 }
                 None => return false,
             }
         };
-        // SAFETY: popped from the unswept list: this thread holds it.
-        let swept = unsafe {
-            if self.try_sweep(span, sg) {
-                self.file_swept(span);
-                true
-            } else {
-                let mut l = self.lock_spans();
-                (*span).holder.store(1, Ordering::Relaxed);
-                l.unswept[class].push(span);
-                false
-            }
-        };
-        // Release pairs with the collector's Acquire loads of `sweeping`.
+        // SAFETY: popped from the unswept list: this thread holds it; the
+        // last cycle's marking is complete (sweeping is open).
+        unsafe {
+            self.sweep_popped(span, sg, true);
+            self.file_swept(span);
+        }
+        // Release pairs with the Acquire wait in `close_sweeping`.
         self.sweeping.fetch_sub(1, Ordering::Release);
-        swept
+        true
     }
 
-    /// Sweeps until nothing is left and no other thread is mid-sweep.
+    /// Sweeps until nothing is left and no other thread is mid-sweep, or
+    /// until a cycle closes sweeping.
     fn finish_sweep(&self) {
         loop {
             while self.sweep_one() {}
@@ -564,7 +563,9 @@ impl HeapInner {
             if !pending && self.sweeping.load(Ordering::Acquire) == 0 {
                 return;
             }
-            if !self.sweep_allowed.load(Ordering::Acquire) {
+            // Relaxed: only decides whether to keep waiting; the next cycle's
+            // collector sweeps whatever is left.
+            if !self.sweep_allowed.load(Ordering::Relaxed) {
                 return;
             }
             thread::yield_now();
@@ -648,12 +649,11 @@ impl HeapInner {
         // 1. Sweep termination. No span may enter marking with an older
         // cycle's mark bits: `shade` would take such a bit for this cycle's
         // and never trace the object. So wait until every busy mutator has
-        // handed back its spans from before the last flip, flush the idle
-        // ones, and sweep everything.
+        // handed back its spans from before the last flip and flush the idle
+        // ones; then close sweeping, and sweep everything left.
         self.wait_resynced();
-        while self.sweep_one() {}
         self.close_sweeping();
-        self.sweep_stragglers();
+        self.sweep_remaining();
         let cpu_sweep_prev = thread_cpu_time().saturating_sub(cpu0);
 
         // 2. Start. `marking`, then the fence in `wait_barriers`, against the
@@ -720,7 +720,8 @@ impl HeapInner {
             self.alloc_colour.store(colour_word(false, sg), Ordering::SeqCst);
             let flip_epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
             self.flip_epoch.store(flip_epoch, Ordering::SeqCst);
-            self.sweep_allowed.store(true, Ordering::SeqCst);
+            // Under the lock, as `close_sweeping` stores it.
+            self.sweep_allowed.store(true, Ordering::Relaxed);
         }
         // SeqCst: pairs with the SeqCst load in `weak.rs`'s upgrade; the
         // slots cleared above are visible to an upgrade that reads false.
@@ -955,6 +956,58 @@ fn collector_main(heap: Weak<HeapInner>, control: Arc<Control>) {
                 break;
             }
         }
+    }
+}
+
+/// Hooks for the loom model of sweep ownership (`loom-tests/tests/gc.rs`,
+/// `sweep_ownership_by_sweepgen_cas`): the list pop already makes a sweeper
+/// the span's only holder, so to check `GcSpan::claim_sweep` on its own the
+/// model pops a span once and lets two threads claim it.
+#[cfg(gomalloc_loom)]
+impl HeapInner {
+    /// Pops an unswept span as `sweep_one` does (counted in `sweeping`),
+    /// without sweeping it; returns it with the `sweepgen` to sweep it for.
+    pub(crate) fn model_pop_unswept(&self) -> Option<(*mut GcSpan, u64)> {
+        let mut l = self.lock_spans();
+        if !self.sweep_allowed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let s = l.unswept.iter_mut().find_map(Vec::pop)?;
+        // SAFETY: listed spans are live.
+        let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
+        debug_assert_eq!(prev, 1, "span {s:p} popped from unswept but not listed");
+        self.sweeping.fetch_add(1, Ordering::Relaxed);
+        Some((s, self.sweepgen.load(Ordering::Relaxed)))
+    }
+
+    /// Claims the span and, if this call won the claim, sweeps it: the
+    /// sweeper's own steps, without the pop.
+    ///
+    /// # Safety
+    /// `span` came from `model_pop_unswept` and is not filed yet.
+    pub(crate) unsafe fn model_claim_and_sweep(&self, span: *mut GcSpan, sg: u64) -> bool {
+        // SAFETY: the caller's span is live and unfiled; only the claim's
+        // winner sweeps it, and the marking that set its bits is complete.
+        unsafe {
+            if !(*span).claim_sweep(sg) {
+                return false;
+            }
+            let r = (*span).sweep(sg);
+            self.account_sweep(r, false);
+        }
+        true
+    }
+
+    /// Files a span from `model_pop_unswept` as a sweeper does after its
+    /// sweep.
+    ///
+    /// # Safety
+    /// Every thread that claimed the span is done with it (joined).
+    pub(crate) unsafe fn model_file(&self, span: *mut GcSpan) {
+        // SAFETY: the caller's span is held by no one else now.
+        unsafe { self.file_swept(span) };
+        // Release pairs with the Acquire wait in `close_sweeping`.
+        self.sweeping.fetch_sub(1, Ordering::Release);
     }
 }
 

@@ -139,20 +139,22 @@
 //!
 //! 7. **Marking and sweeping never overlap on a span, and no span carries an
 //!    old cycle's marks into a new one.** Sweeping clears mark bits, so it is
-//!    closed from the start of a cycle until its flip (a flag and an
-//!    in-flight count, in a Dekker pair with the collector). A span left
-//!    unswept across a cycle start would be worse: `shade` would take its
-//!    old mark bit for this cycle's and never trace the object, so anything
-//!    it had come to point to could be freed while live (the torture test
-//!    found exactly this). So a cycle starts only once every mutator has
-//!    handed back its spans from before the last flip (or is outside, and its
-//!    cache is flushed), and every span is swept — including a span a
-//!    mutator popped to sweep just as sweeping closed and then listed back
-//!    unswept, which the collector sweeps itself after closing
-//!    (`sweep_stragglers`). Every path that shades
-//!    (write barriers, root operations, allocation assists, the children of
-//!    a new object) runs inside a barrier the collector waits out before it
-//!    ends marking, so no mark lands on a span after the flip.
+//!    closed from sweep termination until the flip: every thread that pops
+//!    an unswept span checks a flag (`sweep_allowed`) and counts itself in
+//!    the sweeps in flight under the span-list lock; the collector clears
+//!    the flag under the same lock, then waits for the count to reach zero.
+//!    A span left unswept across a cycle start would be worse: `shade`
+//!    would take its old mark bit for this cycle's and never trace the
+//!    object, so anything it had come to point to could be freed while live
+//!    (the torture test found exactly this). So a cycle starts only once
+//!    every mutator has handed back its spans from before the last flip (or
+//!    is outside, and its cache is flushed), and the collector, with
+//!    sweeping closed, has swept every span still listed unswept
+//!    (`sweep_remaining`); nothing lists a span unswept again before the
+//!    flip. Every path that shades (write barriers, root operations,
+//!    allocation assists, the children of a new object) runs inside a
+//!    barrier the collector waits out before it ends marking, so no mark
+//!    lands on a span after the flip.
 //!
 //! 8. **A weak handle never upgrades to a dead object.** Weak handles point
 //!    at an untraced slot; the collector clears slots of unmarked objects
@@ -179,8 +181,9 @@
 //! objects in a cycle through finalizable objects (such cycles are never
 //! freed while the heap lives). See `Mutator::set_finalizer`.
 //!
-//! Not done yet (see the README): loom models of the GC's protocols (the
-//! GC's types use `std` atomics, not the sync shim).
+//! The GC's atomics and locks come from the sync shim, so these protocols
+//! are checked by loom models driving the real heap
+//! (`loom-tests/tests/gc.rs`; what each catches is in `loom-tests/README.md`).
 
 mod cell;
 mod finalize;
@@ -215,6 +218,24 @@ pub use trace::__private;
 
 use heap::{HeapInner, HeapRef};
 use std::sync::Arc;
+
+/// An unswept span popped by [`Heap::model_pop_unswept`], for the loom
+/// model of sweep ownership: the span and the `sweepgen` to sweep it for.
+#[cfg(gomalloc_loom)]
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct ModelSpan {
+    span: *mut gcspan::GcSpan,
+    sg: u64,
+}
+
+// SAFETY: the pointer names a span header in page-heap memory, which no
+// thread owns; the hooks that take a `ModelSpan` state who may use it.
+#[cfg(gomalloc_loom)]
+unsafe impl Send for ModelSpan {}
+// SAFETY: as for `Send`; a `ModelSpan` is never written through.
+#[cfg(gomalloc_loom)]
+unsafe impl Sync for ModelSpan {}
 
 /// A garbage-collected heap. Cheap to clone (a shared handle); `Send` and
 /// `Sync`: any number of threads may `enter` it concurrently. Several heaps
@@ -263,11 +284,49 @@ impl Heap {
         self.inner.run_cycle(true);
     }
 
-    /// Sweeps every unswept span on the calling thread (loom models).
+    /// Sweeps every unswept span on the calling thread, unless sweeping is
+    /// closed (loom models); returns how many it swept.
     #[cfg(gomalloc_loom)]
     #[doc(hidden)]
-    pub fn model_sweep(&self) {
-        while self.inner.sweep_one() {}
+    pub fn model_sweep(&self) -> usize {
+        let mut n = 0;
+        while self.inner.sweep_one() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Pops one unswept span as a sweeper does, without sweeping it (loom
+    /// model of the `sweepgen` claim).
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub fn model_pop_unswept(&self) -> Option<ModelSpan> {
+        self.inner.model_pop_unswept().map(|(span, sg)| ModelSpan { span, sg })
+    }
+
+    /// Claims `span` for sweeping and sweeps it if the claim was won; true
+    /// if it was (loom models). Any number of threads may race here.
+    ///
+    /// # Safety
+    /// `span` came from [`Heap::model_pop_unswept`] on this heap and has not
+    /// been given to [`Heap::model_file`].
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub unsafe fn model_claim_and_sweep(&self, span: ModelSpan) -> bool {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.inner.model_claim_and_sweep(span.span, span.sg) }
+    }
+
+    /// Files a popped span back on the span lists (loom models).
+    ///
+    /// # Safety
+    /// As for [`Heap::model_claim_and_sweep`], and every thread that raced
+    /// to claim `span` is done with it; `span` is not used again.
+    #[cfg(gomalloc_loom)]
+    #[doc(hidden)]
+    pub unsafe fn model_file(&self, span: ModelSpan) {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.inner.model_file(span.span) };
     }
 
     /// Runs `f` as a mutator of this heap. Handles made inside cannot leave
