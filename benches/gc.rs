@@ -25,7 +25,7 @@ mod collectors;
 mod common;
 
 use collectors::{arena, dumpster_sync, gc_crate};
-use common::{script_command, thread_cpu_ns, time_graph, time_trees, GRAPH_NODES};
+use common::{peak_rss_mib, script_command, thread_cpu_ns, time_graph, time_trees, GRAPH_NODES};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use gomalloc::gc::{GcConfig, Heap};
 use gomalloc::GoMalloc;
@@ -233,7 +233,7 @@ impl UnitClock {
              units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
              cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
              over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={} \
-             off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={}",
+             off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={} peak_rss_mib={:.1}",
             us(percentile(&wall, 0.5)),
             us(percentile(&wall, 0.99)),
             us(percentile(&wall, 0.999)),
@@ -249,6 +249,7 @@ impl UnitClock {
             off_cpu.0,
             off_cpu.1,
             off_cpu.2,
+            peak_rss_mib(),
         );
         let rate = |ops: u64, ns: u64| if ns == 0 { 0.0 } else { ops as f64 * 1e9 / ns as f64 / 1e6 };
         println!(

@@ -126,6 +126,16 @@ pub fn process_cpu_secs() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
+/// Peak resident set size of the process so far, in MiB (each script
+/// measurement runs in a process of its own, so this is that run's peak).
+pub fn peak_rss_mib() -> f64 {
+    // SAFETY: an all-zero `rusage` is a valid value to overwrite.
+    let mut u: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid out-pointer for getrusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    u.ru_maxrss as f64 / 1024.0
+}
+
 /// The script mode of a GC bench binary: `GOMALLOC_GCBENCH` holds a
 /// command (see `benches/gc/run.sh`), parsed into words.
 pub fn script_command() -> Option<Vec<String>> {
@@ -140,8 +150,9 @@ pub fn time_trees(name: &str, depth: u32, f: impl FnOnce(u32) -> u64) {
     let (secs, cpu) = (t.elapsed().as_secs_f64(), process_cpu_secs() - cpu0);
     assert_eq!(sum, expected_checksum(depth), "binary-trees checksum of {name} at depth {depth}");
     println!(
-        "RESULT trees impl={name} depth={depth} secs={secs:.4} cpu_secs={cpu:.4} ns_per_node={:.2}",
-        secs * 1e9 / allocated_nodes(depth) as f64
+        "RESULT trees impl={name} depth={depth} secs={secs:.4} cpu_secs={cpu:.4} ns_per_node={:.2} peak_rss_mib={:.1}",
+        secs * 1e9 / allocated_nodes(depth) as f64,
+        peak_rss_mib()
     );
 }
 
@@ -159,8 +170,10 @@ pub fn time_graph(name: &str, secs: f64, build_secs: f64, mut op_batch: impl FnM
     let (el, cpu) = (t.elapsed().as_secs_f64(), process_cpu_secs() - cpu0);
     std::hint::black_box(sink);
     println!(
-        "RESULT graph impl={name} ops={ops} secs={el:.3} ns_per_op={:.1} cpu_ns_per_op={:.1} build_secs={build_secs:.3}",
+        "RESULT graph impl={name} ops={ops} secs={el:.3} ns_per_op={:.1} cpu_ns_per_op={:.1} build_secs={build_secs:.3} \
+         peak_rss_mib={:.1}",
         el * 1e9 / ops as f64,
-        cpu * 1e9 / ops as f64
+        cpu * 1e9 / ops as f64,
+        peak_rss_mib()
     );
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GC benchmarks outside criterion: binary-trees at depths 16, 18 and 20
 # (depth 20 takes seconds per run, too long for criterion's sampling), the
-# long-lived 1M-object graph, and the mutator-pause run; then a Markdown
-# table of times and ratios (gomalloc's GC arena over each other
-# implementation: below 1 means the arena is faster).
+# long-lived 1M-object graph, and the mutator-pause runs (the arena, and
+# the same units on the `Arc` graph as a baseline); then a Markdown table
+# of times, peak RSS and ratios (gomalloc's GC arena over each other
+# implementation: below 1 means the arena is faster or smaller).
 #
 #   benches/gc/run.sh                       # about 8-9 minutes on the shared 2-core machine
 #   DEPTH20_IMPLS="arena arc gc dumpster" benches/gc/run.sh   # adds the `gc` crate at depth 20
@@ -62,9 +63,11 @@ for line in open(sys.argv[1]):
     if kind == "trees":
         rows.setdefault(f"binary-trees depth {f['depth']}, wall s", {})[f["impl"]] = float(f["secs"])
         rows.setdefault(f"binary-trees depth {f['depth']}, CPU s (all threads)", {})[f["impl"]] = float(f["cpu_secs"])
+        rows.setdefault(f"binary-trees depth {f['depth']}, peak RSS MiB", {})[f["impl"]] = float(f["peak_rss_mib"])
     elif kind == "graph":
         rows.setdefault("graph 1M, wall ns per op", {})[f["impl"]] = float(f["ns_per_op"])
         rows.setdefault("graph 1M, CPU ns per op (all threads)", {})[f["impl"]] = float(f["cpu_ns_per_op"])
+        rows.setdefault("graph 1M, peak RSS MiB", {})[f["impl"]] = float(f["peak_rss_mib"])
     else:
         extra.append((kind, f))
 impls = ["arena", "arc_gomalloc", "arc_system", "gc_crate", "dumpster_sync"]
