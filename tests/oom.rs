@@ -254,8 +254,15 @@ fn threads_hitting_the_limit_recover() {
     let mut per_thread: Vec<Vec<Block>> = (0..4).map(|_| Vec::with_capacity(400_000)).collect();
     let start = stats();
     limit_address_space();
+    // Every thread fills before any frees, and frees before any checks: a
+    // thread still filling would otherwise take the memory another thread
+    // just freed, and that thread's check would fail for want of memory the
+    // test itself holds.
+    let filled = std::sync::Barrier::new(per_thread.len());
+    let freed = std::sync::Barrier::new(per_thread.len());
     std::thread::scope(|s| {
         for (t, blocks) in per_thread.iter_mut().enumerate() {
+            let (filled, freed) = (&filled, &freed);
             s.spawn(move || {
                 // Alternate large and small until both fail, so the threads race
                 // for the last arenas.
@@ -275,10 +282,12 @@ fn threads_hitting_the_limit_recover() {
                 }
                 // Each thread gives back half of its own; the main thread frees
                 // the rest after the join (remote frees).
+                filled.wait();
                 let half = blocks.len() / 2;
                 for b in blocks.drain(half..) {
                     b.free();
                 }
+                freed.wait();
                 assert!(Block::try_new(256 << 10, 8).map(Block::free).is_some(), "thread {t}: large after frees");
                 assert!(Block::try_new(100, 8).map(Block::free).is_some(), "thread {t}: small after frees");
             });
