@@ -87,6 +87,13 @@ impl MCentral {
         self.len() == 0
     }
 
+    /// Completely free spans the class counts as kept (at most
+    /// `KEEP_EMPTY`); for the loom models.
+    #[doc(hidden)]
+    pub fn kept_empty(&self) -> usize {
+        self.lists.with(|l| l.empty)
+    }
+
     /// A span of `class` for the cache at address `owner`, now owned by it
     /// (tag `OWNED`) and with at least one free object; null when out of
     /// memory. Prefers a partial span; otherwise takes a fresh one from the heap.

@@ -13,17 +13,27 @@
 //!   pages, it is 0 once they are freed, `free_pages` is back to its value
 //!   before the model, and after a final `scavenge(0)` `dirty_free_pages` is 0.
 //!
-//! Mutations tried (in a scratch worktree, one at a time, on
-//! `alloc_free_race_scavenge`):
-//! - `MHeap::scavenge` without the heap lock: "Causality violation:
-//!   Concurrent write accesses to `UnsafeCell`" (`MHeap::inner`, in
-//!   `alloc_span`).
-//! - the loom `RawLock::lock` CAS Acquire → Relaxed (the shim's lock, not
-//!   the futex lock of a normal build): the same violation on `MHeap::inner`.
+//! Mutations tried (on d19e4b4, one at a time, each model run alone at
+//! `LOOM_MAX_PREEMPTIONS=2`, reverted; none committed). Each fails both
+//! models, `alloc_free_race_scavenge` and
+//! `two_threads_alloc_free_while_third_scavenges`:
+//! - `MHeap::scavenge` without the heap lock (the inner heap reached
+//!   through a temporary unlocked accessor on `Locked`): "Causality
+//!   violation: Concurrent write accesses to `UnsafeCell`" on `MHeap::inner`
+//!   (`alloc_free_…`: the second access in `alloc_span`; `two_threads_…`: in
+//!   `scavenge`, the scavenger's own thread).
 //! - `alloc_span` not clearing the run's free bits: "page 0x… was handed to
-//!   two spans".
-//! - the scavenger releasing dirty runs without checking they are free:
-//!   "page 0x… of a live span was released to the OS".
+//!   two spans" in both.
+//! - the scavenger's run search ignoring the free bitmap
+//!   (`dirty.next_run_in_both(&dirty, …)` for `free.next_run_in_both(&dirty,
+//!   …)`, in `scavenge` and `scavenge_aged`): "page 0x… of a live span was
+//!   released to the OS" in both.
+//!
+//! An earlier run (in a scratch worktree, `alloc_free_race_scavenge` only)
+//! also weakened the loom `RawLock::lock` CAS Acquire → Relaxed and got the
+//! same violation on `MHeap::inner`; the loom `RawLock` is now a loom
+//! `Mutex<bool>` and `Condvar` (see "Shim lock" in the README), with no
+//! ordering of ours to weaken, so that row no longer applies.
 #![cfg(gomalloc_loom)]
 
 use gomalloc::mheap::{HeapCounters, MHeap};

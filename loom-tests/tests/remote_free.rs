@@ -15,22 +15,25 @@
 //! every thread is done, a fresh cache gets back exactly the free slots of
 //! every span (`audit_class`), and after all frees no page is in use.
 //!
-//! Mutations tried (in a scratch worktree, one at a time; both tests):
-//! - `Span::splice_remote`'s swap Acquire → Relaxed. The links it takes are
-//!   raw memory: with `GOMALLOC_LOOM_NO_USER_DATA=1` (allocator cells only)
-//!   both tests pass, the bug unseen. With the user-data cells loom reports
-//!   "Causality violation: Concurrent write accesses to `UnsafeCell`" in
-//!   `UserData::touch` from `alloc_use` (the freeing thread's last use of a
-//!   block against the owner's first use after the splice).
+//! Mutations tried (on d19e4b4, one at a time, both models run at
+//! `LOOM_MAX_PREEMPTIONS=2`, reverted; none committed). Each change fails
+//! both models, `remote_frees_race_the_owner` and
+//! `chain_and_single_frees_race_the_splice`, with the same report:
+//! - `Span::splice_remote`'s swap Acquire → Relaxed: "Causality violation:
+//!   Concurrent write accesses to `UnsafeCell`" in `UserData::touch` from
+//!   `alloc_use` (the freeing thread's last use of a block against the
+//!   owner's first use after the splice). The links it takes are raw
+//!   memory: with `GOMALLOC_LOOM_NO_USER_DATA=1` (allocator cells only)
+//!   both models pass, the bug unseen.
 //! - `Span::push_remote_chain`'s CAS AcqRel → Acquire (no Release): the
-//!   same; unseen with allocator cells only, the same causality violation
-//!   with the user-data cells.
-//! - `Span::splice_remote` as a load and a separate store of `OWNED` instead
-//!   of one swap: the audit fails, "more free blocks than slots: a block was
-//!   handed out twice" (a push landing between the two is not taken away
-//!   from the remote list; loom lets the plain store be ordered before it).
-//! - `push_remote_chain` never claiming a `FULL` span: the audit fails, "a
-//!   freed block never came back (lost)".
+//!   same causality violation in both models (with the user-data cells).
+//! - `Span::splice_remote` as an Acquire load and a separate Relaxed store
+//!   of `OWNED` instead of one swap: the audit fails in both, "more free
+//!   blocks than slots: a block was handed out twice" (a push landing
+//!   between the two is not taken away from the remote list).
+//! - `push_remote_chain` never claiming a `FULL` span: the audit fails in
+//!   both, "a freed block never came back (lost)" (`remote_frees_…`: left
+//!   1, right 3; `chain_and_single_…`: left 1, right 4).
 #![cfg(gomalloc_loom)]
 
 use gomalloc::malloc::Allocator;

@@ -25,30 +25,75 @@
 //! cache gets back exactly the free slots of every span, and after all frees
 //! no page is in use).
 //!
-//! Mutations tried (in a scratch worktree, one at a time):
+//! Mutations that fail each model (on d19e4b4, one at a time, at
+//! `LOOM_MAX_PREEMPTIONS=2`, reverted; none committed). Rows marked (*)
+//! were run with the `kept_empty` assertions, added after the first run
+//! showed that `last_free_of_partial_span_keeps_it` missed a miscount:
+//! - `full_span_first_free_claims_it`:
+//!   - `push_remote_chain` never claiming a `FULL` span: "the first free
+//!     moved the full span to the partial list" (tag left 2 = `FULL`,
+//!     right 1 = `PARTIAL`);
+//!   - `push_remote_chain` never claiming a `PARTIAL` span (*): "pages still
+//!     in use after every block was freed" (left 1, right 0), in the audit;
+//!   - `MCentral::release`'s CAS replaced by a plain Release store of the
+//!     new word (no retry when a free lands between its load and the
+//!     store): the same tag assertion, left 0 (`OWNED`), right 1.
+//! - `last_free_of_partial_span_keeps_it`:
+//!   - the plain-store `release`: "count 0 frozen 2" (the span is kept with
+//!     the two frees that landed between the flush's load and its store
+//!     overwritten);
+//!   - `MCentral::on_claimed` without the `l.empty >= KEEP_EMPTY` test (a
+//!     claimed, completely free span always goes to the heap): "the empty
+//!     span is kept" (pages in use left 0, right 1);
+//!   - `push_remote_chain` never claiming a `PARTIAL` span (*): "the class
+//!     counts the span as kept empty" (left 0, right 1). Before the
+//!     `kept_empty` assertion this change passed: the last free leaves the
+//!     span `PARTIAL` and completely free on the partial list, where the
+//!     claim would have put it, and only the class's count of kept empty
+//!     spans, which `release_empty` and the `KEEP_EMPTY` limit go by, is off;
+//!   - `push_remote_chain` never claiming a `FULL` span (*): "pages still in
+//!     use after every block was freed" (left 1, right 0), in the audit (its
+//!     cache exhausts the kept span and hands it back full).
+//! - `last_free_of_partial_span_returns_it_to_the_heap`:
+//!   - `push_remote_chain` never claiming a `PARTIAL` span (*): "the empty
+//!     span went back to the heap" (3 pages in use, expected 2); the
+//!     plain-store `release`: the same report;
+//!   - `MCentral::release` without the `w.count() == used` test (any span
+//!     goes back to the heap once two are kept): the process aborts with the
+//!     allocator's own check, "gomalloc: invalid free of 0x…: not a live
+//!     block (already freed, or never allocated)" (a free into a span
+//!     already returned); the three other models pass under this change;
+//!   - never claiming `FULL`: "pages still in use after every block was
+//!     freed" (left 2, right 0).
+//! - `acquire_races_claiming_free`:
+//!   - `MCentral::acquire` also taking `CLAIMED` spans (two holders): "one
+//!     span, holding the cache's two blocks" (0 pages in use, expected 1:
+//!     the claimer returned the span to the heap under the cache that
+//!     acquired it); the three other models pass under this change;
+//!   - `on_claimed` without the `KEEP_EMPTY` test: "both blocks from the
+//!     fresh span" (the claimed span went to the heap and its page came
+//!     back as the fresh span); the plain-store `release`: "a freed block
+//!     never came back (lost)"; never claiming `FULL`: "pages still in use
+//!     after every block was freed".
+//!
+//! Not detected by any model here nor in `remote_free` and `thread_exit`
+//! (on d19e4b4):
 //! - `MCentral::acquire`'s CAS Acquire → Relaxed, and `MCentral::release`'s
-//!   CAS Release → Relaxed: not detected, by design of the code rather than a
-//!   gap in loom: every holder change also passes through the central lock
-//!   (the releaser links the span and the next holder unlinks it under it),
-//!   which orders the holder-only cells, and the remote frees' data reach the
-//!   next holder through `splice_remote`'s Acquire swap or the claiming CAS.
-//! - `MCentral::on_claimed`'s load Acquire → Relaxed: not detected; it
-//!   matters only for a free pushed onto a `CLAIMED` span that is then
-//!   returned to the heap and reused by a thread that does not synchronise
-//!   with the pusher, which no test here builds.
-//! - `MCentral::release` without the `w.count() == used` test (any span goes
-//!   back to the heap once two are kept): the process aborts with the
-//!   allocator's own check, "gomalloc: invalid free of 0x…: not allocated by
-//!   gomalloc, or already freed" (a free into a span already returned).
-//! - `push_remote_chain` never claiming a `PARTIAL` span:
-//!   `last_free_of_partial_span_returns_it_to_the_heap` fails ("the empty
-//!   span went back to the heap": 3 pages in use, expected 2) and
-//!   `full_span_first_free_claims_it` fails ("pages still in use after every
-//!   block was freed").
-//! - `MCentral::acquire` also taking `CLAIMED` spans (two holders):
-//!   `acquire_races_claiming_free` fails ("one span, holding the cache's two
-//!   blocks": 0 pages in use; the claimer returned the span to the heap
-//!   under the cache that acquired it).
+//!   CAS Release → Relaxed: by design of the code rather than a gap in loom:
+//!   every holder change also passes through the central lock (the releaser
+//!   links the span and the next holder unlinks it under it), which orders
+//!   the holder-only cells, and the remote frees' data reach the next holder
+//!   through `splice_remote`'s Acquire swap or the claiming CAS.
+//!
+//! Not re-run on d19e4b4 (an earlier run, in a scratch worktree):
+//! `MCentral::on_claimed`'s load Acquire → Relaxed was not detected; it
+//! matters only for a free pushed onto a `CLAIMED` span that is then
+//! returned to the heap and reused by a thread that does not synchronise
+//! with the pusher, which no model here builds.
+//!
+//! In these four models every freeing thread is joined before the main
+//! thread touches a freed block again, so a weakened ordering on the free
+//! path cannot show as a user-data race here; models 1 and 4 cover that.
 #![cfg(gomalloc_loom)]
 
 use gomalloc::malloc::Allocator;
@@ -168,10 +213,14 @@ fn partial_to_empty(kept_already: usize) {
             let w = unsafe { remote_word(s) };
             assert_eq!(w.tag(), tag::PARTIAL, "kept on the partial list");
             assert!(w.all_free(), "count {} frozen {}", w.count(), w.frozen());
+            // Kept means counted as kept: `release_empty` (`collect`) and
+            // the `KEEP_EMPTY` limit go by the count.
+            assert_eq!(a.central(class()).kept_empty(), 1 + kept_already, "the class counts the span as kept empty");
         } else {
             assert_eq!(h.pages_in_use, kept_already, "the empty span went back to the heap");
             assert_eq!(a.central(class()).len(), kept_already, "no more than KEEP_EMPTY empty spans kept");
             assert!(a.heap().span_of(base).is_null(), "the span's pages are free");
+            assert_eq!(a.central(class()).kept_empty(), kept_already, "the class counts its kept empty spans");
         }
         audit_class(&a, SIZE, Vec::new(), &data);
     });

@@ -23,19 +23,46 @@
 //! then no page stays in use (`audit_class`); and each block's (and page's)
 //! previous user's accesses happen-before its next user's (`UserData`).
 //!
-//! Status: `exit_races_frees_span_returned_to_heap` FAILS on the unmodified
-//! code, a real bug: "Causality violation: Concurrent write accesses to
-//! `UnsafeCell`" on the user-data cell of the third object of S, written by
-//! the thread that freed it (before its push) and by the exiting thread
-//! (after allocating an object of the other class over S's reused page).
-//! `MCentral::release` decides that S is completely free and returns it to
-//! the heap from a `remote` value read Relaxed (its first load, or the
-//! failure value of its CAS after a push landed), so nothing orders the
-//! frees' writes (and the allocator's own link writes into the objects)
-//! before the pages' next use. An Acquire fence on that return path, or
-//! Acquire on both the load and the CAS failure ordering, makes the model
-//! pass (tried in a scratch worktree). No mutation experiment was run on
-//! this model yet: the unmodified code is the failing case.
+//! History: `exit_races_frees_span_returned_to_heap` found a real bug in
+//! `MCentral::release`, which decided that S was completely free and
+//! returned it to the heap from a `remote` value read Relaxed (its first
+//! load, or the failure value of its CAS after a push landed), so nothing
+//! ordered the frees' writes before the pages' next use (see "The bug model
+//! 4 found" in `loom-tests/README.md`). Fixed by Acquire on both; both models
+//! pass on the code as committed.
+//!
+//! Mutations tried (on d19e4b4, one at a time, both models run at
+//! `LOOM_MAX_PREEMPTIONS=2`, reverted; none committed):
+//! - `MCentral::release`'s initial `remote` load Acquire → Relaxed (the fix
+//!   undone, half one): `exit_races_frees_span_returned_to_heap` fails,
+//!   "Causality violation: Concurrent write accesses to `UnsafeCell`"
+//!   (`UserData::touch`, as in the original bug); `exit_races_frees_span_kept`
+//!   passes (S stays kept, so no allocation reuses its pages while the
+//!   freeing threads run).
+//! - `MCentral::release`'s CAS failure ordering Acquire → Relaxed (half
+//!   two): the same, `..._returned_to_heap` fails with the same causality
+//!   violation, `..._kept` passes.
+//! - `MCentral::release`'s CAS replaced by a plain Release store of the new
+//!   word (no retry when a push lands between the load and the store):
+//!   `exit_races_frees_span_kept` fails, "a kept span is on the partial
+//!   list" (left 2, right 1: S left tagged `FULL`, the free that landed
+//!   between the load and the store overwritten).
+//! - `MCentral::release` without the `w.count() == used` test (any span
+//!   goes back to the heap once two are kept), each model run alone:
+//!   `..._returned_to_heap` aborts the process with the allocator's own
+//!   check, "gomalloc: invalid free of 0x…: not a live block (already freed,
+//!   or never allocated)"; `..._kept` passes (no span kept before S).
+//! - `MCache::flush` without `publish_pending` (the exiting cache's pending
+//!   free of `y` never published): both fail, deterministically:
+//!   `..._kept` "count 1 frozen 3" (R not completely free), `..._returned_to_heap`
+//!   "S and R went back to the heap" (left 4, right 2).
+//! - `push_remote_chain` never claiming a `PARTIAL` span: `..._kept` fails,
+//!   "a freed block never came back (lost)" (left 6, right 9) in the audit;
+//!   `..._returned_to_heap`: "S and R went back to the heap" (left 4, right 2).
+//! - `MCentral::on_claimed` without the `l.empty >= KEEP_EMPTY` test (a
+//!   claimed completely free span always goes back to the heap):
+//!   `..._kept` fails at the other class's central length (left 0, right 1:
+//!   its span, emptied by a dead-cache free that claims it, went to the heap).
 #![cfg(gomalloc_loom)]
 
 use gomalloc::malloc::Allocator;
