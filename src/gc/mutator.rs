@@ -384,6 +384,17 @@ impl Default for MutatorState {
     }
 }
 
+/// Counts `bytes` allocated black in the cache, for `report`.
+fn count_black(c: &mut MutatorCache, heap: &HeapInner, bytes: usize) {
+    let cycle = heap.cycle.load(Ordering::Relaxed);
+    if c.black_cycle != cycle {
+        // Marked in a cycle that has ended: its count is closed.
+        c.black_bytes = 0;
+        c.black_cycle = cycle;
+    }
+    c.black_bytes += bytes;
+}
+
 /// Adds a cache's unreported allocation to the heap's counters.
 fn report(c: &mut MutatorCache, heap: &HeapInner) {
     if c.black_bytes != 0 {
@@ -545,17 +556,8 @@ impl<'gc> Mutator<'gc> {
         if black {
             // No barrier: see `mark_new`.
             let bytes = heap.mark_new(obj as *const GcBox<()>);
-            {
-                // SAFETY: inside `enter`, the cache is ours.
-                let c = unsafe { self.state().cache_mut() };
-                let cycle = heap.cycle.load(Ordering::Relaxed);
-                if c.black_cycle != cycle {
-                    // Marked in a cycle that has ended: its count is closed.
-                    c.black_bytes = 0;
-                    c.black_cycle = cycle;
-                }
-                c.black_bytes += bytes;
-            }
+            // SAFETY: inside `enter`, the cache is ours.
+            count_black(unsafe { self.state().cache_mut() }, heap, bytes);
         }
         if !large.is_null() {
             heap.return_from_cache(large);
