@@ -4,7 +4,7 @@
 //! Called by user code; calls the mutator's barrier (`mutator.rs`). Cells are
 //! shared between threads (objects are `Sync`), so a handle is stored in an
 //! atomic; `GcVec` keeps its elements behind a mutex, which the marker also
-//! takes to trace them.
+//! takes, briefly, to copy them out a chunk at a time when it traces them.
 //!
 //! Every update requires the `Mutator` of the current scope, whose brand
 //! matches the cell's: a handle of another scope or heap cannot be stored,
@@ -155,11 +155,19 @@ impl<'gc, T: Trace + 'gc> GcVec<'gc, T> {
     }
 }
 
-// SAFETY: visits every element under the vector's lock, in one pass or in
-// several (see `Tracer`: elements keep their index, and any that leave
-// between passes were shaded by the barrier).
+// SAFETY: visits every element, copied out under the vector's lock a chunk
+// at a time, in one pass or in several (see `Tracer::visit_elements`:
+// elements keep their index, and any that leave between copies were shaded
+// by the barrier).
 unsafe impl<'gc, T: Trace + 'gc> Trace for GcVec<'gc, T> {
     fn trace(&self, t: &mut Tracer<'_>) {
-        t.visit_elements(&self.lock());
+        t.visit_elements(&mut |start, buf| {
+            let items = self.lock();
+            if let Some(src) = items.get(start..) {
+                let n = src.len().min(buf.len());
+                buf[..n].copy_from_slice(&src[..n]);
+            }
+            items.len()
+        });
     }
 }

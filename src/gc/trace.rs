@@ -30,6 +30,9 @@ pub unsafe trait Trace {
     fn trace(&self, tracer: &mut Tracer<'_>);
 }
 
+/// Handles copied out of a `GcVec` per lock acquisition while tracing it.
+const COPY_CHUNK: usize = 128;
+
 /// Receives the handles a value holds, during marking.
 ///
 /// An object's trace may be split into passes (Go splits large objects into
@@ -90,24 +93,46 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    /// Reports the elements of a growable vector (called once per vector,
-    /// under its lock), as much of them as this pass covers.
-    pub(crate) fn visit_elements(&mut self, items: &[*mut GcBox<()>]) {
+    /// Reports the elements of a growable vector (called once per vector),
+    /// as much of them as this pass covers. `copy(start, buf)` takes the
+    /// vector's lock, copies the elements from `start` into as much of `buf`
+    /// as they fill, and returns the vector's length at that moment.
+    ///
+    /// The lock is held for one copy of at most `COPY_CHUNK` handles, never
+    /// while they are reported: reporting shades them (a span lookup and an
+    /// atomic OR each, a cache miss apiece), and a mutator reading the
+    /// vector blocked on the lock for as long as the marker shaded a whole
+    /// pass, or for a whole time slice when the marker was preempted inside
+    /// it. Between copies the vector may change; that is the same case as
+    /// between passes (see the type's docs), so it needs no lock: an element
+    /// that left was shaded by the barrier, one that entered too, and nothing
+    /// is freed while marking, so a copied handle is live when it is shaded.
+    pub(crate) fn visit_elements(&mut self, copy: &mut dyn FnMut(usize, &mut [*mut GcBox<()>]) -> usize) {
         let number = self.vectors;
         self.vectors += 1;
         if self.stopped.is_some() || number < self.resume.0 {
             return;
         }
-        let start = if number == self.resume.0 { self.resume.1.min(items.len()) } else { 0 };
-        let end = start + (items.len() - start).min(self.room);
-        self.room -= end - start;
-        for &p in &items[start..end] {
-            if !p.is_null() {
-                (self.sink)(p);
+        let mut at = if number == self.resume.0 { self.resume.1 } else { 0 };
+        let mut buf = [core::ptr::null_mut(); COPY_CHUNK];
+        loop {
+            let want = self.room.min(COPY_CHUNK);
+            let len = copy(at, &mut buf[..want]);
+            let got = len.saturating_sub(at).min(want);
+            for &p in &buf[..got] {
+                if !p.is_null() {
+                    (self.sink)(p);
+                }
             }
-        }
-        if end < items.len() {
-            self.stopped = Some((number, end));
+            self.room -= got;
+            at += got;
+            if at >= len {
+                return;
+            }
+            if self.room == 0 {
+                self.stopped = Some((number, at));
+                return;
+            }
         }
     }
 }
