@@ -16,8 +16,10 @@
 //! arena. So `span_of(p)` is two dependent loads and rejects any address
 //! outside our arenas or on a free page: frees need no object header.
 //!
-//! Free runs are found address-ordered first-fit on the bitmaps; freeing sets
-//! bits back, so neighbouring runs coalesce implicitly. A page is *dirty* when
+//! Free runs are found address-ordered first-fit on the bitmaps, preferring a
+//! run whose pages are all dirty (resident) when one of the first few free
+//! dirty runs fits; freeing sets bits back, so neighbouring runs coalesce
+//! implicitly. A page is *dirty* when
 //! it may be resident with old contents; a run with no dirty page reads as
 //! zero, which `alloc_zeroed` exploits for large objects.
 //!
@@ -25,7 +27,8 @@
 //! With a background scavenger (the process-wide heap, unless
 //! `GOMALLOC_PURGE_DELAY_MS` is negative), a free leaves its pages dirty and
 //! the scavenger thread releases the pages that stayed free for a delay
-//! (`scavenge_aged`, ageing by the fresh bitmap). Without one (heaps built as
+//! (`scavenge_aged`, ageing by the fresh bitmap), except the lowest free
+//! dirty pages up to the floor GC heaps reserve (see `scavenger.rs`). Without one (heaps built as
 //! values, a negative delay, a thread the OS refused), `free_span` applies
 //! the synchronous policy of `maybe_scavenge`: past a retained amount, the
 //! free dirty runs are `madvise`d from the highest arena down.
@@ -62,6 +65,9 @@ const ADDRESS_BITS: usize = 47;
 const INDEX_LEN: usize = 1 << (ADDRESS_BITS - ARENA_SHIFT);
 /// Free dirty memory always retained for reuse before scavenging starts.
 const RETAIN_MIN_PAGES: usize = (16 << 20) / PAGE_SIZE;
+/// Free dirty runs `find_dirty_pages` looks at before it settles for first
+/// fit: it runs under the heap lock on every span allocation.
+const DIRTY_RUNS_SCANNED: usize = 16;
 
 /// An arena header, at the arena's first byte. The page → span table and the
 /// two bitmaps follow it.
@@ -274,12 +280,14 @@ impl MHeap {
     pub fn alloc_span(&self, npages: usize, align_pages: usize, class: usize) -> *mut Span {
         debug_assert!(npages > 0 && align_pages.is_power_of_two());
         self.inner.with(|h| {
-            let Some((arena, page)) = h.find_pages(npages, align_pages).or_else(|| {
-                let arena = self.grow(h, npages, align_pages)?;
-                // SAFETY: `grow` returns a live, registered arena.
-                let page = unsafe { (*arena).free_map().find_run(0, npages, align_pages)? };
-                Some((arena, page))
-            }) else {
+            let Some((arena, page)) =
+                h.find_dirty_pages(npages, align_pages).or_else(|| h.find_pages(npages, align_pages)).or_else(|| {
+                    let arena = self.grow(h, npages, align_pages)?;
+                    // SAFETY: `grow` returns a live, registered arena.
+                    let page = unsafe { (*arena).free_map().find_run(0, npages, align_pages)? };
+                    Some((arena, page))
+                })
+            else {
                 return ptr::null_mut();
             };
             let span = h.records.alloc();
@@ -335,7 +343,7 @@ impl MHeap {
             if self.scavenger.background() {
                 return true;
             }
-            h.maybe_scavenge();
+            h.maybe_scavenge(self.scavenger.floor_pages());
             false
         });
         if deferred {
@@ -387,12 +395,15 @@ impl MHeap {
     }
 
     /// The background scavenger's step: releases every free dirty page that
-    /// is not fresh (every one with `all`), then clears the fresh marks, so a
-    /// page freed from now on is released at the earliest one step later.
-    /// Returns (pages released, free dirty pages left).
+    /// is not fresh (every one with `all`), but keeps the lowest of them up to
+    /// the scavenger's floor (`Scavenger::floor_pages`);
+    /// then clears the fresh marks, so a page freed from now on is released
+    /// at the earliest one step later. Returns (pages released, free dirty
+    /// pages left).
     pub fn scavenge_aged(&self, all: bool) -> (usize, usize) {
+        let keep = self.scavenger.floor_pages();
         self.inner.with(|h| {
-            let released = h.scavenge_aged(all);
+            let released = h.scavenge_aged(all, keep);
             (released, h.counters.dirty_free_pages)
         })
     }
@@ -501,6 +512,40 @@ impl MHeap {
 }
 
 impl HeapInner {
+    /// The first free run of `npages` pages that are all dirty, among the
+    /// first `DIRTY_RUNS_SCANNED` free dirty runs. Resident pages are reused
+    /// before clean ones (jemalloc reuses its dirty extents first for the
+    /// same reason): plain first fit took the lowest free pages even when
+    /// the scavenger had just released them and the pages a sweep had just
+    /// freed sat resident higher up, so each new span was a page fault.
+    fn find_dirty_pages(&mut self, npages: usize, align_pages: usize) -> Option<(*mut Arena, usize)> {
+        if self.counters.dirty_free_pages < npages {
+            return None;
+        }
+        let mut budget = DIRTY_RUNS_SCANNED;
+        let mut a = self.first;
+        while !a.is_null() {
+            // SAFETY: arenas on the list are live; the heap lock is held.
+            let arena = unsafe { &*a };
+            let (free, dirty) = (arena.free_map(), arena.dirty_map());
+            // No free page lies below `search_from`.
+            let mut from = arena.search_from;
+            while let Some((start, end)) = free.next_run_in_both(&dirty, from) {
+                let page = start.next_multiple_of(align_pages);
+                if page + npages <= end {
+                    return Some((a, page));
+                }
+                budget -= 1;
+                if budget == 0 {
+                    return None;
+                }
+                from = end;
+            }
+            a = arena.next;
+        }
+        None
+    }
+
     /// Address-ordered first fit over all arenas.
     fn find_pages(&mut self, npages: usize, align_pages: usize) -> Option<(*mut Arena, usize)> {
         let mut a = self.first;
@@ -541,13 +586,13 @@ impl HeapInner {
     }
 
     /// The scavenger's automatic policy: keep free dirty memory for reuse up
-    /// to max(16 MiB, 1/8 of the memory in use); past that, release down to
-    /// half the limit so a workload oscillating around it does not `madvise`
-    /// on every free.
-    fn maybe_scavenge(&mut self) {
+    /// to max(16 MiB, 1/8 of the memory in use, the scavenger's floor); past
+    /// that, release down to half the limit (never below the floor) so a
+    /// workload oscillating around it does not `madvise` on every free.
+    fn maybe_scavenge(&mut self, floor: usize) {
         let limit = RETAIN_MIN_PAGES.max(self.counters.pages_in_use / 8);
-        if self.counters.dirty_free_pages > limit {
-            self.scavenge(limit / 2);
+        if self.counters.dirty_free_pages > limit.max(floor) {
+            self.scavenge((limit / 2).max(floor));
         }
     }
 
@@ -585,20 +630,27 @@ impl HeapInner {
     }
 
     /// Releases the free dirty runs with no fresh page (all of them with
-    /// `all`), then clears every fresh mark. Returns pages released.
-    fn scavenge_aged(&mut self, all: bool) -> usize {
+    /// `all`), except the lowest `keep` free dirty pages, then clears every
+    /// fresh mark. Returns pages released.
+    ///
+    /// The pages kept are the lowest in address order (fresh or not), as Go's
+    /// scavenger works down from the top: allocation is first-fit from low
+    /// addresses, so the pages kept are the ones the next spans take, and a
+    /// kept page is reused before a released one has to be faulted back in.
+    fn scavenge_aged(&mut self, all: bool, keep: usize) -> usize {
         let mut released = 0;
+        // Free dirty pages passed over so far, all kept.
+        let mut kept = 0;
         let mut a = self.first;
         while !a.is_null() {
             // SAFETY: arenas on the list are live; the heap lock is held.
-            let arena = unsafe { &mut *a };
+            let arena = unsafe { &*a };
             let (free, dirty, fresh) = (arena.free_map(), arena.dirty_map(), arena.fresh_map());
             let mut from = 0;
-            while self.counters.dirty_free_pages != 0 {
-                let Some((start, end)) = free.next_run_in_both(&dirty, from) else {
-                    break;
-                };
-                let mut i = start;
+            while let Some((start, end)) = free.next_run_in_both(&dirty, from) {
+                let first = start + keep.saturating_sub(kept).min(end - start);
+                kept += first - start;
+                let mut i = first;
                 while i < end {
                     let run_start = if all { i } else { fresh.next_clear(i) };
                     if run_start >= end {
@@ -770,5 +822,35 @@ mod tests {
             heap.free_span(t);
         }
         assert_eq!(heap.scavenge_aged(true), (2, 0));
+    }
+
+    #[test]
+    fn aged_scavenging_keeps_the_floor_and_releases_the_highest_pages() {
+        let heap = MHeap::new();
+        let spans = [heap.alloc_span(4, 1, 0), heap.alloc_span(4, 1, 0), heap.alloc_span(4, 1, 0)];
+        // SAFETY: live spans of this heap, freed once.
+        unsafe { spans.iter().for_each(|&s| heap.free_span(s)) };
+        assert_eq!(heap.scavenge_aged(false), (0, 12), "all fresh");
+        // A GC heap reserves 10 pages and holds 4: a floor of 6.
+        heap.scavenger().reserve(0, 10);
+        heap.scavenger().held(4, 0);
+        assert_eq!(heap.scavenger().floor_pages(), 6);
+        assert_eq!(heap.scavenge_aged(false), (6, 6), "only the pages above the floor go");
+        assert_eq!(heap.scavenge_aged(false), (0, 6), "the floor is kept however old");
+        // The lowest 6 pages stayed resident (first fit reuses them next):
+        // a run with a dirty page needs zeroing, a released one does not.
+        let needzero = |n| {
+            let s = heap.alloc_span(n, 1, 0);
+            // SAFETY: a live span of this heap.
+            unsafe { (*s).needzero }
+        };
+        assert!(needzero(4), "pages 0-3 kept");
+        assert!(needzero(2), "pages 4-5 kept");
+        assert!(!needzero(2), "pages 6-7 released");
+        assert!(!needzero(4), "pages 8-11 released");
+        // Lowering the reservation lowers the floor.
+        heap.scavenger().held(0, 4);
+        heap.scavenger().reserve(10, 0);
+        assert_eq!(heap.scavenger().floor_pages(), 0);
     }
 }

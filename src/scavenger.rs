@@ -24,6 +24,16 @@
 //! (`KEEP_EMPTY` per class) and by the large-object cache back to the heap,
 //! where they age like any freed page. Thread caches keep their spans.
 //!
+//! # The floor
+//! GC heaps free most of their pages at each sweep and take them all back
+//! before their next cycle. They reserve those pages (`reserve`: the goal
+//! plus 10%, or the last peak scaled to the goal if more) and count the
+//! pages they hold (`held`); the difference is the floor, free dirty pages a
+//! tick leaves alone however old (the lowest ones, which first fit and the
+//! page heap's preference for dirty runs hand out next). Without it, a tick
+//! between a sweep and the refill released the freed pages and the refill
+//! faulted every one back in.
+//!
 //! # When the thread runs
 //! It is started lazily, by the first `free_span` that leaves dirty free
 //! pages (so a preloaded program that never frees a span never gets one),
@@ -48,7 +58,7 @@
 
 use crate::malloc::Allocator;
 use crate::sizeclass::NUM_CLASSES;
-use crate::sync::{maybe_const_fn, AtomicBool, AtomicI64, AtomicU32, Ordering};
+use crate::sync::{maybe_const_fn, AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 /// The delay used when neither the environment nor the API set one.
 pub const DEFAULT_DELAY_MS: i64 = 500;
@@ -84,6 +94,11 @@ pub struct Scavenger {
     thread: AtomicU32,
     wake: AtomicU32,
     spawn: Option<SpawnFn>,
+    /// Pages that GC heaps expect to hold by their next cycle (the sum of
+    /// their reservations, see `reserve`).
+    reserved: AtomicUsize,
+    /// Pages GC heaps hold now (see `held`).
+    held: AtomicUsize,
 }
 
 impl Scavenger {
@@ -96,6 +111,8 @@ impl Scavenger {
                 thread: AtomicU32::new(NONE),
                 wake: AtomicU32::new(BUSY),
                 spawn,
+                reserved: AtomicUsize::new(0),
+                held: AtomicUsize::new(0),
             }
         }
     }
@@ -185,6 +202,41 @@ impl Scavenger {
         }
     }
 
+    /// Free dirty pages the scavenger leaves alone, whatever their age: the
+    /// pages GC heaps will take again before their next cycle, so that a
+    /// collected heap refilling to its goal reuses resident pages instead
+    /// of faulting in ones released a moment ago (Go's scavenger keeps the
+    /// heap goal plus 10% for the same reason). Zero without GC heaps.
+    pub fn floor_pages(&self) -> usize {
+        self.reserved.load(Ordering::Relaxed).saturating_sub(self.held.load(Ordering::Relaxed))
+    }
+
+    /// A GC heap changes its reservation from `old` to `new` pages (its goal
+    /// with slack; 0 when it is dropped). A lower floor may leave pages to
+    /// release: a sleeping thread wakes to look.
+    pub fn reserve(&self, old: usize, new: usize) {
+        if new >= old {
+            self.reserved.fetch_add(new - old, Ordering::Relaxed);
+        } else {
+            self.reserved.fetch_sub(old - new, Ordering::Relaxed);
+            if self.wake.load(Ordering::Relaxed) == IDLE
+                && self.wake.compare_exchange(IDLE, BUSY, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            {
+                self.notify();
+            }
+        }
+    }
+
+    /// A GC heap took (`add`) or gave back (`sub`) span pages.
+    pub fn held(&self, add: usize, sub: usize) {
+        if add != 0 {
+            self.held.fetch_add(add, Ordering::Relaxed);
+        }
+        if sub != 0 {
+            self.held.fetch_sub(sub, Ordering::Relaxed);
+        }
+    }
+
     /// True while a background thread exists.
     pub fn running(&self) -> bool {
         self.thread.load(Ordering::Relaxed) == RUNNING
@@ -212,12 +264,12 @@ impl Allocator {
         }
         let all = self.heap().scavenger().delay_ms() == 0;
         let (_, remaining) = self.heap().scavenge_aged(all);
-        remaining != 0
+        remaining > self.heap().scavenger().floor_pages()
     }
 }
 
-/// The thread's loop: tick once per period while free dirty pages remain,
-/// sleep until woken otherwise (and while the delay is negative).
+/// The thread's loop: tick once per period while free dirty pages above the
+/// floor remain, sleep until woken otherwise (and while the delay is negative).
 #[cfg(not(gomalloc_loom))]
 fn run(a: &Allocator) -> ! {
     let s = a.heap().scavenger();
@@ -246,7 +298,7 @@ impl Scavenger {
         self.wake.store(IDLE, Ordering::Relaxed);
         // The counters are read under the heap lock: a free that added
         // pages before this read is seen here; one after it sees IDLE.
-        if only_if_no_work && a.heap().counters().dirty_free_pages != 0 {
+        if only_if_no_work && a.heap().counters().dirty_free_pages > self.floor_pages() {
             self.wake.store(BUSY, Ordering::Relaxed);
             return;
         }

@@ -43,7 +43,7 @@ use crate::gc::mark::GreyQueue;
 use crate::gc::mutator::MutatorState;
 use crate::gc::stats::{GcStats, PauseRing};
 use crate::mheap::MHeap;
-use crate::sizeclass::NUM_CLASSES;
+use crate::sizeclass::{NUM_CLASSES, PAGE_SIZE};
 use crate::sync::thread::{self, backoff, JoinHandle, ThreadId};
 use crate::sync::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 use crossbeam_utils::CachePadded;
@@ -211,6 +211,18 @@ pub(crate) struct HeapInner {
     /// Next automatic cycle starts when `in_use` reaches this.
     pub trigger: AtomicUsize,
     pub goal: AtomicUsize,
+    /// Pages reserved with the page heap's scavenger for this heap to grow
+    /// back into (see `set_goal`).
+    pub reserved_pages: AtomicUsize,
+    /// Pages of the spans this heap holds.
+    pub held_pages: AtomicUsize,
+    /// The most `held_pages` has been since the last flip.
+    pub held_high: AtomicUsize,
+    /// The high-water mark of `held_pages` between the last two flips (the
+    /// heap's peak: it lies after one flip, while mutators take fresh spans
+    /// faster than lazy sweeping frees old ones, or before the next) and
+    /// the goal the heap ran to meanwhile.
+    pub peak: Mutex<(usize, usize)>,
 
     pub control: Arc<Control>,
     pub collector: Mutex<Option<JoinHandle<()>>>,
@@ -264,6 +276,10 @@ impl HeapInner {
             in_use: CachePadded::new(AtomicUsize::new(0)),
             trigger: AtomicUsize::new(0),
             goal: AtomicUsize::new(0),
+            reserved_pages: AtomicUsize::new(0),
+            held_pages: AtomicUsize::new(0),
+            held_high: AtomicUsize::new(0),
+            peak: Mutex::new((0, 0)),
             control: Arc::new(Control {
                 state: Mutex::new(ControlState::default()),
                 wake: Condvar::new(),
@@ -338,6 +354,7 @@ impl HeapInner {
         }
         let span = GcSpan::create(self.pages, class, 0, self.sweepgen.load(Ordering::Acquire), self.id);
         if !span.is_null() {
+            self.count_pages(span, true);
             let mut l = self.lock_spans();
             // An empty span is swept for any generation: date it now, under
             // the lock, in case a flip happened since it was created.
@@ -388,6 +405,7 @@ impl HeapInner {
         // SAFETY: the caller holds the live span.
         let s = unsafe { &*span };
         if s.allocated.load(Ordering::Relaxed) == 0 {
+            self.count_pages(span, false);
             // SAFETY: no live object; nothing else refers to it.
             unsafe { GcSpan::release(span, self.pages) };
             return;
@@ -415,6 +433,7 @@ impl HeapInner {
     pub fn large_span(&self, size: usize) -> *mut GcSpan {
         let span = GcSpan::create(self.pages, 0, size, self.sweepgen.load(Ordering::Acquire), self.id);
         if !span.is_null() {
+            self.count_pages(span, true);
             // The slot is taken before the span is listed, so a sweep never
             // sees the span empty.
             // SAFETY: a fresh span owned by this call.
@@ -590,6 +609,22 @@ impl HeapInner {
             goal = goal.min(limit - limit / 16).max(live + live / 16);
         }
         self.goal.store(goal, Ordering::Relaxed);
+        // The scavenger keeps free pages for the heap to grow back into
+        // after a sweep: released, they would be faulted back in by the
+        // mutators that allocate them, a page fault apiece. Go's scavenger
+        // keeps the goal plus 10%; the pages this heap held at its last peak,
+        // scaled to the new goal, are kept if more (spans' fragmentation and
+        // the allocation a concurrent mark lets through go past the goal).
+        // Within the memory limit; none when collection is off (the heap has
+        // no goal to come back to).
+        let reserve = if goal == usize::MAX {
+            0
+        } else {
+            let (peak_pages, peak_goal) = *self.peak.lock().unwrap_or_else(|e| e.into_inner());
+            let seen = (peak_pages as u128 * PAGE_SIZE as u128 * goal as u128 / peak_goal.max(1) as u128) as usize;
+            (goal + goal / 10).max(seen.min(usize::MAX / 2)).min(limit) / PAGE_SIZE
+        };
+        self.reserve_pages(reserve);
         // Start early enough for a concurrent mark to finish before the goal.
         let trigger = if goal == usize::MAX { usize::MAX } else { live + (goal - live.min(goal)) * 7 / 8 };
         self.trigger.store(trigger, Ordering::Relaxed);
@@ -704,6 +739,8 @@ impl HeapInner {
 
         // 5. Flip.
         let live = self.marked_bytes.load(Ordering::Relaxed);
+        let high = self.held_high.swap(self.held_pages.load(Ordering::Relaxed), Ordering::Relaxed);
+        *self.peak.lock().unwrap_or_else(|e| e.into_inner()) = (high, self.goal.load(Ordering::Relaxed));
         let flip_begin = Instant::now();
         {
             let mut l = self.lock_spans();
@@ -1107,9 +1144,32 @@ impl HeapInner {
                 // is on exactly one list.
                 unsafe {
                     (*s).drop_all();
+                    self.count_pages(s, false);
                     GcSpan::release(s, self.pages);
                 }
             }
+        }
+        self.reserve_pages(0);
+    }
+
+    /// Sets this heap's reservation with the page heap's scavenger.
+    fn reserve_pages(&self, pages: usize) {
+        let old = self.reserved_pages.swap(pages, Ordering::Relaxed);
+        self.pages.scavenger().reserve(old, pages);
+    }
+
+    /// Counts the pages of a span this heap took (`taken`) or is about to
+    /// give back, here and in the scavenger.
+    fn count_pages(&self, span: *mut GcSpan, taken: bool) {
+        // SAFETY: the caller holds the live span.
+        let n = unsafe { (*span).span_bytes() } / PAGE_SIZE;
+        if taken {
+            let now = self.held_pages.fetch_add(n, Ordering::Relaxed) + n;
+            self.held_high.fetch_max(now, Ordering::Relaxed);
+            self.pages.scavenger().held(n, 0);
+        } else {
+            self.held_pages.fetch_sub(n, Ordering::Relaxed);
+            self.pages.scavenger().held(0, n);
         }
     }
 }
