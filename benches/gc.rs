@@ -158,6 +158,8 @@ struct UnitClock {
     /// Units over 1 ms of wall time but not of CPU time: (count, voluntary
     /// switches: the thread blocked; involuntary: the scheduler preempted it).
     off_cpu: (u64, i64, i64),
+    /// Minor page faults the mutator thread took over all units.
+    faults: i64,
 }
 
 impl UnitClock {
@@ -175,6 +177,7 @@ impl UnitClock {
             out_of_cycle: (0, 0, 0),
             slow: (0, 0, 0, 0, 0),
             off_cpu: (0, 0, 0),
+            faults: 0,
         }
     }
 
@@ -205,6 +208,7 @@ impl UnitClock {
             self.slow.3 += d(2);
             self.slow.4 += d(3);
         }
+        self.faults += d(2);
         self.wall.push(w);
         self.cpu.push(c);
         let tally = if marking { &mut self.in_cycle } else { &mut self.out_of_cycle };
@@ -216,7 +220,7 @@ impl UnitClock {
 
     /// Prints the `RESULT pauses` and `RESULT throughput` lines.
     fn report(self, implementation: &str, build: f64) {
-        let (slow, off_cpu, i, o) = (self.slow, self.off_cpu, self.in_cycle, self.out_of_cycle);
+        let (slow, off_cpu, i, o, faults) = (self.slow, self.off_cpu, self.in_cycle, self.out_of_cycle, self.faults);
         let (mut wall, mut cpu) = (self.wall.into_vec(), self.cpu.into_vec());
         let units = wall.len();
         let over = |v: &[u64], ns: u64| v.iter().filter(|&&x| x > ns).count();
@@ -233,7 +237,7 @@ impl UnitClock {
              units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
              cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
              over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={} \
-             off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={} peak_rss_mib={:.1}",
+             off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={} mutator_minflt={faults} peak_rss_mib={:.1}",
             us(percentile(&wall, 0.5)),
             us(percentile(&wall, 0.99)),
             us(percentile(&wall, 0.999)),

@@ -65,6 +65,8 @@ const ADDRESS_BITS: usize = 47;
 const INDEX_LEN: usize = 1 << (ADDRESS_BITS - ARENA_SHIFT);
 /// Free dirty memory always retained for reuse before scavenging starts.
 const RETAIN_MIN_PAGES: usize = (16 << 20) / PAGE_SIZE;
+/// Pages `populate_floor` populates per heap-lock section (2 MiB).
+const POPULATE_CHUNK_PAGES: usize = 256;
 /// Free dirty runs `find_dirty_pages` looks at before it settles for first
 /// fit: it runs under the heap lock on every span allocation.
 const DIRTY_RUNS_SCANNED: usize = 16;
@@ -394,6 +396,35 @@ impl MHeap {
         self.inner.with(|h| h.scavenge(keep_bytes / PAGE_SIZE)) * PAGE_SIZE
     }
 
+    /// Makes resident, from the calling thread, the free pages that the
+    /// scavenger's floor says GC heaps will take before their next cycle
+    /// and that are not resident yet (`floor - free dirty pages`, the
+    /// lowest free clean ones), so that the mutators allocating into them
+    /// take no page fault: a GC heap's collector calls it after each cycle.
+    /// Returns the pages populated.
+    ///
+    /// A run is marked dirty under the lock and populated after it, in
+    /// chunks, so the lock is never held across page faults. Populating
+    /// changes no byte, so a span allocated from the run meanwhile is
+    /// unaffected, and a run released meanwhile only costs the work.
+    pub fn populate_floor(&self) -> usize {
+        let mut budget = self.inner.with(|h| self.scavenger.floor_pages().saturating_sub(h.counters.dirty_free_pages));
+        let mut done = 0;
+        while budget != 0 {
+            let Some((addr, n)) = self.inner.with(|h| h.take_clean_run(budget.min(POPULATE_CHUNK_PAGES))) else {
+                break;
+            };
+            // SAFETY: free pages of a live arena (arenas are never unmapped
+            // while the heap lives).
+            if !unsafe { os::populate(addr as *mut u8, n * PAGE_SIZE) } {
+                break;
+            }
+            budget -= n;
+            done += n;
+        }
+        done
+    }
+
     /// The background scavenger's step: releases every free dirty page that
     /// is not fresh (every one with `all`), but keeps the lowest of them up to
     /// the scavenger's floor (`Scavenger::floor_pages`);
@@ -538,6 +569,31 @@ impl HeapInner {
                 budget -= 1;
                 if budget == 0 {
                     return None;
+                }
+                from = end;
+            }
+            a = arena.next;
+        }
+        None
+    }
+
+    /// The lowest run of free clean pages, at most `max` long, marked dirty
+    /// (it is about to be populated): (address, pages).
+    fn take_clean_run(&mut self, max: usize) -> Option<(usize, usize)> {
+        let mut a = self.first;
+        while !a.is_null() {
+            // SAFETY: arenas on the list are live; the heap lock is held.
+            let arena = unsafe { &*a };
+            let (free, dirty) = (arena.free_map(), arena.dirty_map());
+            let mut from = arena.search_from;
+            while let Some(start) = free.next_set(from) {
+                let end = free.next_clear(start);
+                let clean = dirty.next_clear(start);
+                if clean < end {
+                    let stop = dirty.next_set(clean).map_or(end, |d| d.min(end)).min(clean + max);
+                    dirty.set_range(clean, stop - clean);
+                    self.counters.dirty_free_pages += stop - clean;
+                    return Some((arena.page_addr(clean), stop - clean));
                 }
                 from = end;
             }

@@ -81,6 +81,19 @@ pub unsafe fn release(addr: *mut u8, len: usize) {
     }
 }
 
+/// Faults in `[addr, addr + len)` writable without changing what it holds
+/// (`MADV_POPULATE_WRITE`, Linux 5.14), so that whoever writes there next
+/// takes no page fault. False if the kernel refused (too old, or out of
+/// memory).
+///
+/// # Safety
+/// The range must be mapped by this module (its contents are not touched).
+pub unsafe fn populate(addr: *mut u8, len: usize) -> bool {
+    // SAFETY: the caller guarantees the range is ours; populating changes
+    // no byte of it, so it may race with its users.
+    unsafe { libc::madvise(addr.cast(), len, libc::MADV_POPULATE_WRITE) == 0 }
+}
+
 /// Makes `[addr, addr + len)` readable and writable (`rw`) or inaccessible;
 /// a failure (the kernel's limit on mappings) leaves it as it was.
 ///

@@ -796,6 +796,15 @@ impl HeapInner {
                 forced,
             );
         }
+        // The heap will grow back to its reservation before the next cycle:
+        // fault in what of it is not resident here, on the collector, rather
+        // than in the mutators that would allocate into it (a page fault can
+        // take hundreds of microseconds on a VM). Not for `collect()`, whose
+        // caller waits for the cycle.
+        #[cfg(not(gomalloc_loom))]
+        if !forced {
+            self.pages.populate_floor();
+        }
     }
 
     /// Waits until no mutator is inside a write barrier and no root
