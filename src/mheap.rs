@@ -399,7 +399,7 @@ impl MHeap {
     /// Makes resident, from the calling thread, the free pages that the
     /// scavenger's floor says GC heaps will take before their next cycle
     /// and that are not resident yet (`floor - free dirty pages`, the
-    /// lowest free clean ones), so that the mutators allocating into them
+    /// lowest free clean ones, growing the heap if there are too few), so that the mutators allocating into them
     /// take no page fault: a GC heap's collector calls it after each cycle.
     /// Returns the pages populated.
     ///
@@ -411,7 +411,16 @@ impl MHeap {
         let mut budget = self.inner.with(|h| self.scavenger.floor_pages().saturating_sub(h.counters.dirty_free_pages));
         let mut done = 0;
         while budget != 0 {
-            let Some((addr, n)) = self.inner.with(|h| h.take_clean_run(budget.min(POPULATE_CHUNK_PAGES))) else {
+            let chunk = budget.min(POPULATE_CHUNK_PAGES);
+            // With no free clean page left, the heap grows now, as the
+            // mutators would make it grow otherwise.
+            let run = self.inner.with(|h| {
+                h.take_clean_run(chunk).or_else(|| {
+                    self.grow(h, budget.min(ARENA_PAGES / 2), 1)?;
+                    h.take_clean_run(chunk)
+                })
+            });
+            let Some((addr, n)) = run else {
                 break;
             };
             // SAFETY: free pages of a live arena (arenas are never unmapped
