@@ -27,7 +27,7 @@
 //! # The floor
 //! GC heaps free most of their pages at each sweep and take them all back
 //! before their next cycle. They reserve those pages (`reserve`: the goal
-//! plus 10%, or the last peak scaled to the goal if more) and count the
+//! plus 10%, within the memory limit) and count the
 //! pages they hold (`held`); the difference is the floor, free dirty pages a
 //! tick leaves alone however old (the lowest ones, which first fit and the
 //! page heap's preference for dirty runs hand out next). Without it, a tick

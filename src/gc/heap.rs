@@ -214,15 +214,6 @@ pub(crate) struct HeapInner {
     /// Pages reserved with the page heap's scavenger for this heap to grow
     /// back into (see `set_goal`).
     pub reserved_pages: AtomicUsize,
-    /// Pages of the spans this heap holds.
-    pub held_pages: AtomicUsize,
-    /// The most `held_pages` has been since the last flip.
-    pub held_high: AtomicUsize,
-    /// The high-water mark of `held_pages` between the last two flips (the
-    /// heap's peak: it lies after one flip, while mutators take fresh spans
-    /// faster than lazy sweeping frees old ones, or before the next) and
-    /// the goal the heap ran to meanwhile.
-    pub peak: Mutex<(usize, usize)>,
 
     pub control: Arc<Control>,
     pub collector: Mutex<Option<JoinHandle<()>>>,
@@ -277,9 +268,6 @@ impl HeapInner {
             trigger: AtomicUsize::new(0),
             goal: AtomicUsize::new(0),
             reserved_pages: AtomicUsize::new(0),
-            held_pages: AtomicUsize::new(0),
-            held_high: AtomicUsize::new(0),
-            peak: Mutex::new((0, 0)),
             control: Arc::new(Control {
                 state: Mutex::new(ControlState::default()),
                 wake: Condvar::new(),
@@ -611,19 +599,13 @@ impl HeapInner {
         self.goal.store(goal, Ordering::Relaxed);
         // The scavenger keeps free pages for the heap to grow back into
         // after a sweep: released, they would be faulted back in by the
-        // mutators that allocate them, a page fault apiece. Go's scavenger
-        // keeps the goal plus 10%; the pages this heap held at its last peak,
-        // scaled to the new goal, are kept if more (spans' fragmentation and
-        // the allocation a concurrent mark lets through go past the goal).
-        // Within the memory limit; none when collection is off (the heap has
-        // no goal to come back to).
-        let reserve = if goal == usize::MAX {
-            0
-        } else {
-            let (peak_pages, peak_goal) = *self.peak.lock().unwrap_or_else(|e| e.into_inner());
-            let seen = (peak_pages as u128 * PAGE_SIZE as u128 * goal as u128 / peak_goal.max(1) as u128) as usize;
-            (goal + goal / 10).max(seen.min(usize::MAX / 2)).min(limit) / PAGE_SIZE
-        };
+        // mutators that allocate them, a page fault apiece. It keeps what
+        // Go's scavenger keeps, the goal plus 10%, within the memory limit;
+        // none when collection is off (the heap has no goal to come back
+        // to). Not the heap's last peak: early cycles overshoot a 4 MiB goal
+        // many times over, and a reservation scaled from that peak once
+        // grew binary-trees' resident memory from 0.3 to 6 GiB.
+        let reserve = if goal == usize::MAX { 0 } else { (goal + goal / 10).min(limit) / PAGE_SIZE };
         self.reserve_pages(reserve);
         // Start early enough for a concurrent mark to finish before the goal.
         let trigger = if goal == usize::MAX { usize::MAX } else { live + (goal - live.min(goal)) * 7 / 8 };
@@ -739,8 +721,6 @@ impl HeapInner {
 
         // 5. Flip.
         let live = self.marked_bytes.load(Ordering::Relaxed);
-        let high = self.held_high.swap(self.held_pages.load(Ordering::Relaxed), Ordering::Relaxed);
-        *self.peak.lock().unwrap_or_else(|e| e.into_inner()) = (high, self.goal.load(Ordering::Relaxed));
         let flip_begin = Instant::now();
         {
             let mut l = self.lock_spans();
@@ -1167,17 +1147,14 @@ impl HeapInner {
         self.pages.scavenger().reserve(old, pages);
     }
 
-    /// Counts the pages of a span this heap took (`taken`) or is about to
-    /// give back, here and in the scavenger.
+    /// Tells the scavenger that this heap took (`taken`) or is about to give
+    /// back the pages of a span.
     fn count_pages(&self, span: *mut GcSpan, taken: bool) {
         // SAFETY: the caller holds the live span.
         let n = unsafe { (*span).span_bytes() } / PAGE_SIZE;
         if taken {
-            let now = self.held_pages.fetch_add(n, Ordering::Relaxed) + n;
-            self.held_high.fetch_max(now, Ordering::Relaxed);
             self.pages.scavenger().held(n, 0);
         } else {
-            self.held_pages.fetch_sub(n, Ordering::Relaxed);
             self.pages.scavenger().held(0, n);
         }
     }
