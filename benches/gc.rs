@@ -295,7 +295,7 @@ fn pauses_arena(secs: f64) {
     println!(
         "RESULT gcstats cycles={} live_mib={:.1} goal_mib={:.1} collector_pauses={} ring_p50_us={:.2} \
          ring_p99_us={:.2} ring_max_us={:.1} pause_max_us={:.1} mark_cpu_ms={:.1} assist_ms={:.1} \
-         assists={} assist_max_us={:.1} last_cycle_ms={:.1}",
+         assists={} assist_max_us={:.1} assist_cpu_max_us={:.1} last_cycle_ms={:.1}",
         s1.cycles - s0.cycles,
         s1.live_bytes as f64 / 1048576.0,
         s1.heap_goal as f64 / 1048576.0,
@@ -308,6 +308,7 @@ fn pauses_arena(secs: f64) {
         (s1.assist_time - s0.assist_time).as_secs_f64() * 1e3,
         s1.assists - s0.assists,
         s1.assist_max.as_secs_f64() * 1e6,
+        s1.assist_cpu_max.as_secs_f64() * 1e6,
         s1.last_cycle.as_secs_f64() * 1e3,
     );
 }

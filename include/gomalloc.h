@@ -384,6 +384,7 @@ struct gom_gc_stats {
     uint64_t finalizers_run;        /* finalizers run */
     uint64_t assists;               /* allocation assists */
     uint64_t assist_max_ns;         /* the longest assist */
+    uint64_t assist_cpu_max_ns;     /* the longest assist in thread CPU time */
 };
 
 /* Fills *stats with as many whole fields as its `size` says fit and sets

@@ -105,12 +105,13 @@ fn automatic_cycles_keep_the_heap_near_its_goal() {
     // Not a bound on the peak (a soft goal: the collector thread may be
     // descheduled), only a record of it next to the goal.
     eprintln!(
-        "gc_percent=100: peak in use {} KiB, goal {} KiB, {} assists, {:?} in all, longest {:?}",
+        "gc_percent=100: peak in use {} KiB, goal {} KiB, {} assists, {:?} in all, longest {:?} ({:?} CPU)",
         peak >> 10,
         st.heap_goal >> 10,
         st.assists,
         st.assist_time,
-        st.assist_max
+        st.assist_max,
+        st.assist_cpu_max
     );
 }
 

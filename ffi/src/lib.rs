@@ -113,7 +113,7 @@ mod tests {
             .collect();
         assert_eq!(fields.len() * 8, core::mem::size_of::<gomalloc_core::gc::raw::RawStats>());
         assert_eq!(fields.first(), Some(&"size"));
-        assert_eq!(fields.last(), Some(&"assist_max_ns"));
+        assert_eq!(fields.last(), Some(&"assist_cpu_max_ns"));
         assert_eq!(
             core::mem::size_of::<gomalloc_core::gc::raw::RawType>(),
             5 * core::mem::size_of::<usize>(),

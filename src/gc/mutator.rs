@@ -21,7 +21,7 @@
 //! resynchronise, which first hands their spans to the sweeper.
 
 use crate::gc::gcspan::{objects_per_span, GcSpan, MAX_ALIGN};
-use crate::gc::heap::HeapInner;
+use crate::gc::heap::{thread_cpu_time, HeapInner};
 use crate::gc::ptr::{GcBox, Invariant};
 use crate::sizeclass::{aligned_size_to_class, size_to_class, MAX_SMALL_SIZE, NUM_CLASSES};
 use crate::sync::{fence, AtomicBool, AtomicU64, Ordering, UnsafeCell};
@@ -34,8 +34,10 @@ const LOCKED: u64 = u64::MAX;
 const REPORT_BYTES: usize = 64 << 10;
 /// Marking work (objects traced plus handles they hold, see
 /// `HeapInner::drain`) an assist does per refill while the heap is over its
-/// goal: a few hundred microseconds at most, even on cache-missing objects.
-const ASSIST_WORK: usize = 2048;
+/// goal. Each unit is a cache miss or two on a random graph: 2048 units took
+/// up to 1.2 ms of thread CPU time on the graph benchmark, 512 at most
+/// 133-278 µs, with as much assist time in all.
+const ASSIST_WORK: usize = 512;
 /// Smallest GC object: the bitmaps hold 512 objects per span (see gcspan.rs).
 const MIN_OBJECT: usize = 16;
 
@@ -314,17 +316,19 @@ impl MutatorState {
             // Allocation outruns marking: help. Never waits for the cycle.
             // Inside a barrier, so the collector cannot see an empty queue
             // and end marking while this thread holds popped grey objects.
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), thread_cpu_time());
             self.with_barrier(heap, |marking| {
                 if marking {
                     heap.drain(ASSIST_WORK);
                 }
             });
             let took = t.elapsed();
+            let took_cpu = thread_cpu_time().saturating_sub(cpu);
             let mut st = heap.stats.lock().unwrap_or_else(|e| e.into_inner());
             st.assist_time += took;
             st.assists += 1;
             st.assist_max = st.assist_max.max(took);
+            st.assist_cpu_max = st.assist_cpu_max.max(took_cpu);
         }
         let old = c.spans[class];
         if !old.is_null() {

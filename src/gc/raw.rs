@@ -672,6 +672,7 @@ pub struct RawStats {
     pub finalizers_run: u64,
     pub assists: u64,
     pub assist_max_ns: u64,
+    pub assist_cpu_max_ns: u64,
 }
 
 /// `gom_gc_stats`: fills as many whole fields of `*out` as its `size` says
@@ -725,6 +726,7 @@ pub unsafe fn stats(h: *mut CHeap, out: *mut RawStats) -> c_int {
         finalizers_run: s.finalizers_run,
         assists: s.assists,
         assist_max_ns: ns(s.assist_max),
+        assist_cpu_max_ns: ns(s.assist_cpu_max),
     };
     let filled = room.min(size_of::<RawStats>()) / size_of::<u64>() * size_of::<u64>();
     // SAFETY: `filled` bytes fit both structs, which do not overlap.

@@ -59,6 +59,10 @@ pub struct GcStats {
     /// Longest single assist: the most one refill can add to a mutator's
     /// allocation for the collector's sake.
     pub assist_max: Duration,
+    /// Longest single assist in the mutator thread's CPU time: what
+    /// `assist_max` is once time the thread spent descheduled (by the
+    /// kernel or, on a VM, the host) is taken out.
+    pub assist_cpu_max: Duration,
     /// Wall time of the last cycle.
     pub last_cycle: Duration,
     /// Bytes of spans held by the heap outside mutator caches.
