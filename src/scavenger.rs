@@ -58,7 +58,7 @@
 
 use crate::malloc::Allocator;
 use crate::sizeclass::NUM_CLASSES;
-use crate::sync::{maybe_const_fn, AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use crate::sync::{fence, maybe_const_fn, AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 /// The delay used when neither the environment nor the API set one.
 pub const DEFAULT_DELAY_MS: i64 = 500;
@@ -219,6 +219,11 @@ impl Scavenger {
             self.reserved.fetch_add(new - old, Ordering::Relaxed);
         } else {
             self.reserved.fetch_sub(old - new, Ordering::Relaxed);
+            // A Dekker pair with `sleep_until_woken` (it stores IDLE, fences,
+            // then reads the floor): either this reads IDLE and wakes the
+            // thread, or the thread reads the lower floor and stays awake.
+            // No lock orders the two, unlike a free's pages and the counters.
+            fence(Ordering::SeqCst);
             if self.wake.load(Ordering::Relaxed) == IDLE
                 && self.wake.compare_exchange(IDLE, BUSY, Ordering::Relaxed, Ordering::Relaxed).is_ok()
             {
@@ -296,6 +301,9 @@ impl Scavenger {
     /// the last tick.
     fn sleep_until_woken(&self, a: &Allocator, only_if_no_work: bool) {
         self.wake.store(IDLE, Ordering::Relaxed);
+        // SeqCst: pairs with the fence in `reserve` (a lowered floor is
+        // seen here, or that call sees IDLE).
+        fence(Ordering::SeqCst);
         // The counters are read under the heap lock: a free that added
         // pages before this read is seen here; one after it sees IDLE.
         if only_if_no_work && a.heap().counters().dirty_free_pages > self.floor_pages() {
