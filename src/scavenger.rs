@@ -133,10 +133,16 @@ impl Scavenger {
         let state = self.thread.load(Ordering::Relaxed);
         if state == NONE {
             self.start();
-        } else if state == RUNNING
-            && self.wake.load(Ordering::Relaxed) == IDLE
+        } else if state == RUNNING {
             // Relaxed: the heap lock, released just before, orders the free's
             // pages before the thread's next look (see the module docs).
+            self.wake_if_idle();
+        }
+    }
+
+    /// Wakes the thread if it sleeps until work comes.
+    fn wake_if_idle(&self) {
+        if self.wake.load(Ordering::Relaxed) == IDLE
             && self.wake.compare_exchange(IDLE, BUSY, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
             self.notify();
@@ -224,11 +230,7 @@ impl Scavenger {
             // thread, or the thread reads the lower floor and stays awake.
             // No lock orders the two, unlike a free's pages and the counters.
             fence(Ordering::SeqCst);
-            if self.wake.load(Ordering::Relaxed) == IDLE
-                && self.wake.compare_exchange(IDLE, BUSY, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-            {
-                self.notify();
-            }
+            self.wake_if_idle();
         }
     }
 
