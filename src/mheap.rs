@@ -28,7 +28,9 @@
 //! `GOMALLOC_PURGE_DELAY_MS` is negative), a free leaves its pages dirty and
 //! the scavenger thread releases the pages that stayed free for a delay
 //! (`scavenge_aged`, ageing by the fresh bitmap), except the lowest free
-//! dirty pages up to the floor GC heaps reserve (see `scavenger.rs`). Without one (heaps built as
+//! dirty pages up to the floor GC heaps reserve (see `scavenger.rs`); it
+//! takes each run out of the free map under the lock and `madvise`s it
+//! without the lock, so span allocation never waits for the kernel. Without one (heaps built as
 //! values, a negative delay, a thread the OS refused), `free_span` applies
 //! the synchronous policy of `maybe_scavenge`: past a retained amount, the
 //! free dirty runs are `madvise`d from the highest arena down.
@@ -67,6 +69,9 @@ const INDEX_LEN: usize = 1 << (ADDRESS_BITS - ARENA_SHIFT);
 const RETAIN_MIN_PAGES: usize = (16 << 20) / PAGE_SIZE;
 /// Pages `populate_floor` populates per heap-lock section (2 MiB).
 const POPULATE_CHUNK_PAGES: usize = 256;
+/// Pages (2 MiB) the background scavenger releases per `madvise`, with the
+/// heap lock dropped (see `MHeap::scavenge_aged`).
+const RELEASE_CHUNK_PAGES: usize = 256;
 /// Free dirty runs `find_dirty_pages` looks at before it settles for first
 /// fit: it runs under the heap lock on every span allocation.
 const DIRTY_RUNS_SCANNED: usize = 16;
@@ -440,10 +445,31 @@ impl MHeap {
     /// then clears the fresh marks, so a page freed from now on is released
     /// at the earliest one step later. Returns (pages released, free dirty
     /// pages left).
+    ///
+    /// The heap lock is not held across `madvise`: each run (at most
+    /// `RELEASE_CHUNK_PAGES`) is taken out of the free map under the lock,
+    /// released after it, and put back free and clean under it again, as
+    /// Go's scavenger does. Releasing hundreds of MiB under the lock held
+    /// it for over a millisecond, and every thread that needed a span
+    /// waited. A taken run is neither free nor in use, so no span can be
+    /// made of it while its pages are dropped. (A `fork` in that window
+    /// leaves the child without that run: at most `RELEASE_CHUNK_PAGES` of
+    /// address space.)
     pub fn scavenge_aged(&self, all: bool) -> (usize, usize) {
         let keep = self.scavenger.floor_pages();
+        let mut cursor = AgedCursor { arena: ptr::null_mut(), page: 0, kept: 0 };
+        let mut released = 0;
+        while let Some((arena, start, n)) = self.inner.with(|h| h.take_aged_run(&mut cursor, all, keep)) {
+            // SAFETY: `take_aged_run` took the run out of the free map: no
+            // span holds it and none can be made of it until `put_back`.
+            unsafe { os::release((*arena).page_addr(start) as *mut u8, n * PAGE_SIZE) };
+            // SAFETY: the arena is live (arenas are never unmapped while the
+            // heap lives) and the run was taken by this step.
+            self.inner.with(|h| unsafe { h.put_back_released(&mut *arena, start, n) });
+            released += n;
+        }
         self.inner.with(|h| {
-            let released = h.scavenge_aged(all, keep);
+            h.clear_fresh();
             (released, h.counters.dirty_free_pages)
         })
     }
@@ -694,45 +720,81 @@ impl HeapInner {
         self.counters.purges += 1;
     }
 
-    /// Releases the free dirty runs with no fresh page (all of them with
-    /// `all`), except the lowest `keep` free dirty pages, then clears every
-    /// fresh mark. Returns pages released.
+    /// The next run the scavenger's step releases, taken out of the free
+    /// map (and marked clean, as it is about to be): free dirty pages with
+    /// no fresh page (any, with `all`), at most `RELEASE_CHUNK_PAGES`, past
+    /// the lowest `keep` free dirty pages. `cursor` carries the scan from
+    /// one call to the next; pages behind it that change meanwhile wait for
+    /// the next step. Returns (arena, first page, pages).
     ///
     /// The pages kept are the lowest in address order (fresh or not), as Go's
     /// scavenger works down from the top: allocation is first-fit from low
     /// addresses, so the pages kept are the ones the next spans take, and a
     /// kept page is reused before a released one has to be faulted back in.
-    fn scavenge_aged(&mut self, all: bool, keep: usize) -> usize {
-        let mut released = 0;
-        // Free dirty pages passed over so far, all kept.
-        let mut kept = 0;
+    fn take_aged_run(&mut self, cursor: &mut AgedCursor, all: bool, keep: usize) -> Option<(*mut Arena, usize, usize)> {
+        if cursor.arena.is_null() {
+            cursor.arena = self.first;
+        }
+        while !cursor.arena.is_null() {
+            let a = cursor.arena;
+            // SAFETY: arenas on the list are live; the heap lock is held.
+            let arena = unsafe { &mut *a };
+            let (free, dirty, fresh) = (arena.free_map(), arena.dirty_map(), arena.fresh_map());
+            while let Some((start, end)) = free.next_run_in_both(&dirty, cursor.page) {
+                let first = start + keep.saturating_sub(cursor.kept).min(end - start);
+                cursor.kept += first - start;
+                let run_start = if all { first } else { fresh.next_clear(first) };
+                if run_start >= end {
+                    cursor.page = end;
+                    continue;
+                }
+                let run_end = if all { end } else { fresh.next_set(run_start).map_or(end, |f| f.min(end)) };
+                let n = (run_end - run_start).min(RELEASE_CHUNK_PAGES);
+                // The pages between `start` and `run_start` are kept or
+                // fresh: the next call starts after this run.
+                cursor.page = run_start + n;
+                free.clear_range(run_start, n);
+                dirty.clear_range(run_start, n);
+                arena.free_pages -= n;
+                self.counters.free_pages -= n;
+                self.counters.dirty_free_pages -= n;
+                return Some((a, run_start, n));
+            }
+            cursor.arena = arena.next;
+            cursor.page = 0;
+        }
+        None
+    }
+
+    /// Returns a run `take_aged_run` took, now released, to the free map.
+    fn put_back_released(&mut self, arena: &mut Arena, page: usize, n: usize) {
+        arena.free_map().set_range(page, n);
+        arena.free_pages += n;
+        arena.search_from = arena.search_from.min(page);
+        self.counters.free_pages += n;
+        self.counters.released_total += n * PAGE_SIZE;
+        self.counters.purges += 1;
+    }
+
+    /// Clears every fresh mark: the end of a scavenger step.
+    fn clear_fresh(&mut self) {
         let mut a = self.first;
         while !a.is_null() {
             // SAFETY: arenas on the list are live; the heap lock is held.
             let arena = unsafe { &*a };
-            let (free, dirty, fresh) = (arena.free_map(), arena.dirty_map(), arena.fresh_map());
-            let mut from = 0;
-            while let Some((start, end)) = free.next_run_in_both(&dirty, from) {
-                let first = start + keep.saturating_sub(kept).min(end - start);
-                kept += first - start;
-                let mut i = first;
-                while i < end {
-                    let run_start = if all { i } else { fresh.next_clear(i) };
-                    if run_start >= end {
-                        break;
-                    }
-                    let run_end = if all { end } else { fresh.next_set(run_start).map_or(end, |f| f.min(end)) };
-                    self.release_run(arena, run_start, run_end);
-                    released += run_end - run_start;
-                    i = run_end;
-                }
-                from = end;
-            }
-            fresh.clear_range(0, arena.npages);
+            arena.fresh_map().clear_range(0, arena.npages);
             a = arena.next;
         }
-        released
     }
+}
+
+/// Where a scavenger step stands between two holds of the heap lock.
+struct AgedCursor {
+    /// Null before the first call.
+    arena: *mut Arena,
+    page: usize,
+    /// Free dirty pages passed over so far, all kept.
+    kept: usize,
 }
 
 impl Drop for MHeap {

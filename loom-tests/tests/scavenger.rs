@@ -6,6 +6,10 @@
 //!   marked) is held. Thread A checks R's mark, frees R, then allocates a page
 //!   S (first fit: one of Q's pages) and marks it, while the scavenger thread
 //!   runs one step (`MHeap::scavenge_aged(false)`).
+//! - `released_run_is_not_reallocated_while_dropped` (page heap): aged run Q
+//!   (2 pages) is free; thread A allocates a 2-page span S and marks it while
+//!   the scavenger thread runs one step, which takes Q out of the free map,
+//!   `madvise`s it with the heap lock dropped, and puts it back clean.
 //! - `tick_races_large_and_small_frees` (whole allocator): a mutator frees a
 //!   large object (into the large-object cache) and a small one (emptying its
 //!   span, which the central list keeps), then allocates both again, while the
@@ -26,7 +30,12 @@
 //!   is in use and the counters add up.
 //!
 //! Mutations tried (one at a time, in the working tree, then reverted):
-//! - `MHeap::scavenge_aged` finding an aged run under the heap lock but
+//! - `take_aged_run` leaving the run in the free map while it is released
+//!   without the lock: `released_run_is_not_reallocated_while_dropped` fails
+//!   with "S after the step: a page in use was released to the OS" (S was
+//!   made of Q by first fit and zeroed by the step's `madvise`).
+//! - (When the step still held the lock across `madvise`.)
+//!   `MHeap::scavenge_aged` finding an aged run under the heap lock but
 //!   `madvise`-ing it after unlocking (then clearing its dirty bits and
 //!   updating the counters under the lock again), the shortcut of keeping
 //!   system calls out of the lock: `aged_release_races_alloc_free` fails with
@@ -114,7 +123,7 @@ fn aged_release_races_alloc_free() {
         // still dirty, never released.
         let r_free = usize::from(base(s) != r_base);
         assert_eq!(h.dirty_free_pages, r_free, "R was freed since the last step, yet released");
-        assert!(released >= 1 && released <= 2, "released {released} of Q's pages");
+        assert!((1..=2).contains(&released), "released {released} of Q's pages");
         assert_eq!(h.released_total - before.released_total, released * PAGE_SIZE);
         assert_eq!(h.pages_in_use, 1, "S alone is in use");
         // R is released by the next step (A freed it before the step ran) or
@@ -129,6 +138,52 @@ fn aged_release_races_alloc_free() {
         let h = heap.counters();
         assert_eq!((h.pages_in_use, h.dirty_free_pages), (0, 0), "every page free and released");
         assert_eq!(h.free_pages, before.free_pages + 1, "free pages add up: R back, S freed");
+    });
+}
+
+#[test]
+fn released_run_is_not_reallocated_while_dropped() {
+    builder().check(|| {
+        let heap = Arc::new(MHeap::new());
+        let q = Run(heap.alloc_span(2, 1, 0));
+        let q_base = base(q);
+        // Cells for Q's pages and the two after them (where S lands when Q
+        // is being released).
+        let data = Arc::new(UserData::new(q_base, 4, &[], 0));
+        mark(q, &data, 0x51);
+        // SAFETY: `q` is not used again.
+        unsafe { heap.free_span(q.0) };
+        assert_eq!(heap.scavenge_aged(false), (0, 2), "Q was freed since the last step: spared");
+        let before = heap.counters();
+
+        let a = {
+            let (heap, data) = (heap.clone(), data.clone());
+            thread::spawn(move || {
+                // Two pages: a dirty run that fits is Q's, else first fit.
+                let s = Run(heap.alloc_span(2, 1, 0));
+                mark(s, &data, 0x53);
+                s
+            })
+        };
+        let scavenger = {
+            let heap = heap.clone();
+            thread::spawn(move || heap.scavenge_aged(false))
+        };
+        let s = a.join().unwrap();
+        let (released, _) = scavenger.join().unwrap();
+        check(s, &data, 0x53, "S after the step");
+        // S took Q, dirty, before the step reached it (nothing released);
+        // or the step took Q first (Q released whole) and S went past it,
+        // or took Q back clean after the step put it back.
+        let s_took_q = base(s) == q_base;
+        assert!(released == 2 || (released == 0 && s_took_q), "released {released}, S at Q: {s_took_q}");
+        let h = heap.counters();
+        assert_eq!(h.released_total - before.released_total, released * PAGE_SIZE);
+        assert_eq!(h.pages_in_use, 2, "S alone is in use");
+        assert_eq!(h.dirty_free_pages, 0, "Q is in use or released");
+        assert_eq!(h.free_pages, before.free_pages - 2, "free pages add up");
+        // SAFETY: `s` is not used again.
+        unsafe { heap.free_span(s.0) };
     });
 }
 
