@@ -11,7 +11,9 @@
 //! - `pauses SECS [arena|arc]` — the mutator's view of the collector on the
 //!   graph: each unit of `PER_UNIT` operations is timed (wall clock and
 //!   thread CPU time), so a collector stall shows as a long unit; units are
-//!   split by whether a cycle was marking when they ended. `arc` times the
+//!   split by whether a cycle was marking when they ended, and the time each
+//!   spent in the GC heap's slow paths is read from
+//!   `gomalloc::gc::thread_slow_path_time`. `arc` times the
 //!   `Arc` graph the same way: the floor without a collector.
 //!
 //! IMPL is one of `arena` (gomalloc's GC), `arc`, `gc` (the `gc` crate),
@@ -160,6 +162,19 @@ struct UnitClock {
     off_cpu: (u64, i64, i64),
     /// Minor page faults the mutator thread took over all units.
     faults: i64,
+    /// `gomalloc::gc::thread_slow_path_time` at the last tick, in ns (zero
+    /// throughout for the `Arc` graph).
+    slow_path_last: u64,
+    /// Most slow-path time in one unit; over the units above 1 ms of wall
+    /// time: their slow-path time, and how many spent over half of their
+    /// time in slow paths.
+    slow_path_max: u64,
+    slow_path_in_slow_units: u64,
+    slow_units_mostly_slow_path: u64,
+}
+
+fn slow_path_ns() -> u64 {
+    gomalloc::gc::thread_slow_path_time().as_nanos() as u64
 }
 
 impl UnitClock {
@@ -178,6 +193,10 @@ impl UnitClock {
             slow: (0, 0, 0, 0, 0),
             off_cpu: (0, 0, 0),
             faults: 0,
+            slow_path_last: slow_path_ns(),
+            slow_path_max: 0,
+            slow_path_in_slow_units: 0,
+            slow_units_mostly_slow_path: 0,
         }
     }
 
@@ -188,6 +207,7 @@ impl UnitClock {
     /// Starts the next unit without recording the time since the last tick.
     fn restart(&mut self) {
         self.last = (Instant::now(), thread_cpu_ns(), thread_usage());
+        self.slow_path_last = slow_path_ns();
     }
 
     /// Ends a unit of `ops` operations.
@@ -196,6 +216,14 @@ impl UnitClock {
         let w = now.0.duration_since(self.last.0).as_nanos() as u64;
         let c = now.1.saturating_sub(self.last.1);
         let d = |k: usize| now.2[k] - self.last.2[k];
+        let sp_now = slow_path_ns();
+        let sp = sp_now - self.slow_path_last;
+        self.slow_path_last = sp_now;
+        self.slow_path_max = self.slow_path_max.max(sp);
+        if w > 1_000_000 {
+            self.slow_path_in_slow_units += sp;
+            self.slow_units_mostly_slow_path += u64::from(sp * 2 > w);
+        }
         if w > 1_000_000 && c <= 1_000_000 {
             self.off_cpu.0 += 1;
             self.off_cpu.1 += d(4);
@@ -221,6 +249,8 @@ impl UnitClock {
     /// Prints the `RESULT pauses` and `RESULT throughput` lines.
     fn report(self, implementation: &str, build: f64) {
         let (slow, off_cpu, i, o, faults) = (self.slow, self.off_cpu, self.in_cycle, self.out_of_cycle, self.faults);
+        let (slow_path_max, slow_path_in_slow, mostly_slow_path) =
+            (self.slow_path_max, self.slow_path_in_slow_units, self.slow_units_mostly_slow_path);
         let (mut wall, mut cpu) = (self.wall.into_vec(), self.cpu.into_vec());
         let units = wall.len();
         let over = |v: &[u64], ns: u64| v.iter().filter(|&&x| x > ns).count();
@@ -237,7 +267,8 @@ impl UnitClock {
              units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
              cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
              over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={} \
-             off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={} mutator_minflt={faults} peak_rss_mib={:.1}",
+             off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={} mutator_minflt={faults} \
+             slow_path_max_us={:.1} over_1ms_slow_path_us={:.1} over_1ms_mostly_slow_path={} peak_rss_mib={:.1}",
             us(percentile(&wall, 0.5)),
             us(percentile(&wall, 0.99)),
             us(percentile(&wall, 0.999)),
@@ -253,6 +284,9 @@ impl UnitClock {
             off_cpu.0,
             off_cpu.1,
             off_cpu.2,
+            us(slow_path_max),
+            us(slow_path_in_slow),
+            mostly_slow_path,
             peak_rss_mib(),
         );
         let rate = |ops: u64, ns: u64| if ns == 0 { 0.0 } else { ops as f64 * 1e9 / ns as f64 / 1e6 };

@@ -414,3 +414,26 @@ fn every_object_size_up_to_64_kib_allocates_and_dies() {
     drop(heap);
     assert_no_double_drop();
 }
+
+#[test]
+fn slow_path_time_is_the_calling_threads_own() {
+    let heap = Heap::new();
+    std::thread::spawn(move || {
+        assert_eq!(gomalloc::gc::thread_slow_path_time(), std::time::Duration::ZERO, "a new thread has none");
+        // The first allocation refills an empty cache: a slow path.
+        heap.enter(|m| {
+            for i in 0..10_000u64 {
+                m.alloc(i);
+            }
+        });
+        let mine = gomalloc::gc::thread_slow_path_time();
+        assert!(mine > std::time::Duration::ZERO, "refills were counted");
+        std::thread::spawn(|| {
+            assert_eq!(gomalloc::gc::thread_slow_path_time(), std::time::Duration::ZERO, "not another thread's");
+        })
+        .join()
+        .unwrap();
+    })
+    .join()
+    .unwrap();
+}

@@ -219,6 +219,21 @@ pub use trace::__private;
 use heap::{HeapInner, HeapRef};
 use std::sync::Arc;
 
+/// Wall time the calling thread has spent in the mutator slow paths of GC
+/// heaps (all of them) since it started: entering scopes (including any wait
+/// for the collector), refilling its allocation cache (span lists, lazy
+/// sweeping, allocation assists, new spans from the page heap), allocating
+/// large objects, and catching up with the collector after a phase change.
+/// Allocation fast paths and write barriers are not counted.
+///
+/// A monitoring aid, cheap to read (a thread-local): the difference over a
+/// stretch of work, beside the stretch's own time, is the share the
+/// collector and the heap's refills took of it. The GC benchmark reads it
+/// around every timed unit.
+pub fn thread_slow_path_time() -> std::time::Duration {
+    mutator::thread_slow_path_time()
+}
+
 /// An unswept span popped by [`Heap::model_pop_unswept`], for the loom
 /// model of sweep ownership: the span and the `sweepgen` to sweep it for.
 #[cfg(gomalloc_loom)]

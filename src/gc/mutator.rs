@@ -178,7 +178,13 @@ impl MutatorState {
             heap.pauses.record(wait.elapsed());
         }
         // SAFETY: the thread is inside `enter`: the cache is its own.
-        unsafe { self.sync(self.cache_mut(), heap) };
+        let c = unsafe { self.cache_mut() };
+        let stale = c.epoch != heap.epoch.load(Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { self.sync(c, heap) };
+        if waited || stale {
+            charge_slow_path(wait);
+        }
     }
 
     /// Marks the calling thread outside `enter`.
@@ -247,7 +253,7 @@ impl MutatorState {
         let c = unsafe { self.cache_mut() };
         if c.epoch != heap.epoch.load(Ordering::Relaxed) {
             // SAFETY: as above.
-            unsafe { self.sync(c, heap) };
+            slow_path(|| unsafe { self.sync(c, heap) });
         }
         let size = size.max(MIN_OBJECT);
         let class = if size > MAX_SMALL_SIZE {
@@ -265,20 +271,22 @@ impl MutatorState {
             let slot = if span.is_null() { None } else { unsafe { (*span).take_free_slot() } };
             let slot = match slot {
                 Some(s) => s,
-                // SAFETY: as above.
-                None => unsafe {
-                    let (s, slot) = self.refill(c, heap, class);
+                None => {
+                    // SAFETY: as above.
+                    let (s, slot) = slow_path(|| unsafe { self.refill(c, heap, class) });
                     span = s;
                     slot
-                },
+                }
             };
             // SAFETY: the span is live; the slot is ours.
             unsafe { ((*span).object(slot), span) }
         } else {
             // A new span is fresh: the colour must be current (see `refill`).
-            // SAFETY: as above.
-            unsafe { self.sync(c, heap) };
-            let span = heap.large_span(size);
+            let span = slow_path(|| {
+                // SAFETY: as above.
+                unsafe { self.sync(c, heap) };
+                heap.large_span(size)
+            });
             if span.is_null() {
                 crate::os::fatal(format_args!("GC heap out of memory allocating {size} bytes"));
             }
@@ -451,11 +459,33 @@ impl Drop for Registration {
 #[cfg(not(gomalloc_loom))]
 thread_local! {
     static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SLOW_PATH_NS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
 }
 // Loom runs every modelled thread on one OS thread: its own thread-locals.
 #[cfg(gomalloc_loom)]
 loom::thread_local! {
     static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = std::cell::RefCell::new(Vec::new());
+    static SLOW_PATH_NS: core::cell::Cell<u64> = core::cell::Cell::new(0);
+}
+
+/// Runs `f`, a mutator slow path, and adds its wall time to the calling
+/// thread's `thread_slow_path_time`. Callers do not nest.
+fn slow_path<R>(f: impl FnOnce() -> R) -> R {
+    let t = Instant::now();
+    let r = f();
+    charge_slow_path(t);
+    r
+}
+
+/// Adds the time since `since` to the calling thread's slow-path time.
+fn charge_slow_path(since: Instant) {
+    let took = since.elapsed().as_nanos() as u64;
+    SLOW_PATH_NS.with(|ns| ns.set(ns.get() + took));
+}
+
+/// See `gomalloc::gc::thread_slow_path_time`.
+pub(crate) fn thread_slow_path_time() -> core::time::Duration {
+    core::time::Duration::from_nanos(SLOW_PATH_NS.with(|ns| ns.get()))
 }
 
 /// The calling thread's mutator state for `heap`, registering it first.
@@ -578,7 +608,7 @@ impl<'gc> Mutator<'gc> {
         unsafe {
             let c = self.state().cache_mut();
             if c.epoch != self.heap().epoch.load(Ordering::Relaxed) {
-                self.state().sync(c, self.heap());
+                slow_path(|| self.state().sync(c, self.heap()));
             }
         }
     }
