@@ -347,6 +347,43 @@ fn pauses_arena(secs: f64) {
     );
 }
 
+/// Iterations of `spin_unit` per timed unit: about the graph's median unit
+/// (10 µs) on the development machine.
+const SPIN_PER_UNIT: u64 = 6_000;
+
+/// Work that touches no memory beyond a 4 KiB buffer (in L1) and calls
+/// nothing: a unit of it can only be slowed by the machine.
+fn spin_unit(buf: &mut [u64; 512], mut x: u64) -> u64 {
+    for _ in 0..SPIN_PER_UNIT {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = (x % 512) as usize;
+        buf[i] = buf[i].wrapping_add(x);
+    }
+    x
+}
+
+/// `pauses SECS spin`: units of `spin_unit`, timed as the graph's are. No
+/// allocation, no lock, no page fault: the units over 1 ms it shows are the
+/// machine's (host preemption counts as thread CPU time on a VM), the floor
+/// under any allocator or collector measured the same way.
+fn pauses_spin(secs: f64) {
+    let mut buf = [0u64; 512];
+    let mut x = SEED | 1;
+    let mut clock = UnitClock::new(secs);
+    let start = Instant::now();
+    clock.restart();
+    while start.elapsed().as_secs_f64() < secs && !clock.is_full() {
+        for _ in 0..20_000 {
+            x = black_box(spin_unit(&mut buf, x));
+            clock.tick(PER_UNIT as u64, false);
+        }
+    }
+    black_box(&buf);
+    clock.report("spin", 0.0);
+}
+
 /// `pauses SECS arc`: the same units on the `Arc` graph (gomalloc as the
 /// allocator, no collector), timed the same way: the floor that the
 /// machine, the allocator and the workload's cache misses set without a GC.
@@ -415,7 +452,8 @@ fn script(cmd: &[String]) {
             match arg(2) {
                 "" | "arena" => pauses_arena(secs),
                 "arc" => pauses_arc(secs),
-                other => panic!("pauses: {other:?} is not arena or arc"),
+                "spin" => pauses_spin(secs),
+                other => panic!("pauses: {other:?} is not arena, arc or spin"),
             }
         }
         other => panic!("unknown GOMALLOC_GCBENCH command {other:?}"),
