@@ -162,6 +162,9 @@ struct UnitClock {
     off_cpu: (u64, i64, i64),
     /// Minor page faults the mutator thread took over all units.
     faults: i64,
+    /// Units over 1 ms of wall time that ended while a cycle was marking
+    /// (the collector thread busy on the other core).
+    slow_in_cycle: u64,
     /// `gomalloc::gc::thread_slow_path_time` at the last tick, in ns (zero
     /// throughout for the `Arc` graph).
     slow_path_last: u64,
@@ -193,6 +196,7 @@ impl UnitClock {
             slow: (0, 0, 0, 0, 0),
             off_cpu: (0, 0, 0),
             faults: 0,
+            slow_in_cycle: 0,
             slow_path_last: slow_path_ns(),
             slow_path_max: 0,
             slow_path_in_slow_units: 0,
@@ -221,6 +225,7 @@ impl UnitClock {
         self.slow_path_last = sp_now;
         self.slow_path_max = self.slow_path_max.max(sp);
         if w > 1_000_000 {
+            self.slow_in_cycle += u64::from(marking);
             self.slow_path_in_slow_units += sp;
             self.slow_units_mostly_slow_path += u64::from(sp * 2 > w);
         }
@@ -266,7 +271,7 @@ impl UnitClock {
              cpu_p50_us={:.2} cpu_p99_us={:.2} cpu_p999_us={:.2} cpu_max_us={:.1} \
              units_over_250us={w250} units_over_1ms={w1m} descheduled_over_250us={descheduled} \
              cpu_units_over_250us={c250} cpu_units_over_1ms={c1m} \
-             over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={} \
+             over_1ms_user_us={} over_1ms_sys_us={} over_1ms_minflt={} over_1ms_nivcsw={} over_1ms_in_cycle={} \
              off_cpu_units_over_1ms={} off_cpu_nvcsw={} off_cpu_nivcsw={} mutator_minflt={faults} \
              slow_path_max_us={:.1} over_1ms_slow_path_us={:.1} over_1ms_mostly_slow_path={} peak_rss_mib={:.1}",
             us(percentile(&wall, 0.5)),
@@ -281,6 +286,7 @@ impl UnitClock {
             slow.2,
             slow.3,
             slow.4,
+            self.slow_in_cycle,
             off_cpu.0,
             off_cpu.1,
             off_cpu.2,
@@ -368,7 +374,20 @@ fn spin_unit(buf: &mut [u64; 512], mut x: u64) -> u64 {
 /// allocation, no lock, no page fault: the units over 1 ms it shows are the
 /// machine's (host preemption counts as thread CPU time on a VM), the floor
 /// under any allocator or collector measured the same way.
-fn pauses_spin(secs: f64) {
+fn pauses_spin(secs: f64, busy_core: bool) {
+    // With `busy_core`, a second thread spins the same way throughout, as
+    // the arena's collector keeps the second core busy while it marks: the
+    // floor of a VM whose two virtual CPUs are both running.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = busy_core.then(|| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut buf, mut x) = ([0u64; 512], SEED | 3);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x = black_box(spin_unit(&mut buf, x));
+            }
+        })
+    });
     let mut buf = [0u64; 512];
     let mut x = SEED | 1;
     let mut clock = UnitClock::new(secs);
@@ -381,7 +400,11 @@ fn pauses_spin(secs: f64) {
         }
     }
     black_box(&buf);
-    clock.report("spin", 0.0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = other {
+        t.join().unwrap();
+    }
+    clock.report(if busy_core { "spin_two_cores" } else { "spin" }, 0.0);
 }
 
 /// `pauses SECS arc`: the same units on the `Arc` graph (gomalloc as the
@@ -452,8 +475,9 @@ fn script(cmd: &[String]) {
             match arg(2) {
                 "" | "arena" => pauses_arena(secs),
                 "arc" => pauses_arc(secs),
-                "spin" => pauses_spin(secs),
-                other => panic!("pauses: {other:?} is not arena, arc or spin"),
+                "spin" => pauses_spin(secs, false),
+                "spin2" => pauses_spin(secs, true),
+                other => panic!("pauses: {other:?} is not arena, arc, spin or spin2"),
             }
         }
         other => panic!("unknown GOMALLOC_GCBENCH command {other:?}"),

@@ -52,7 +52,7 @@ case " $IMPLS " in *" arena "*) run gc "pauses $PAUSE_SECS arena" ;; esac
 case " $IMPLS " in *" arc "*) run gc "pauses $PAUSE_SECS arc" ;; esac
 # Units of computation that touch 4 KiB and call nothing: the slow units the
 # machine itself makes (host preemption shows as thread CPU time on a VM).
-case " $IMPLS " in *" arena "*) run gc "pauses $PAUSE_SECS spin" ;; esac
+case " $IMPLS " in *" arena "*) run gc "pauses $PAUSE_SECS spin"; run gc "pauses $PAUSE_SECS spin2" ;; esac
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT"
 
 python3 - "$OUT" <<'EOF'
