@@ -83,6 +83,32 @@ fn check(r: Run, data: &UserData, m: u64, what: &str) {
     data.touch(base(r));
 }
 
+/// Runs `take` (which returns a new run S) on thread A, marks S there, while
+/// the scavenger thread runs one step; checks S's mark after both joined.
+/// Returns S and the pages the step released.
+fn race_with_step(
+    heap: &Arc<MHeap>,
+    data: &Arc<UserData>,
+    take: impl FnOnce(&MHeap, &UserData) -> Run + Send + 'static,
+) -> (Run, usize) {
+    let a = {
+        let (heap, data) = (heap.clone(), data.clone());
+        thread::spawn(move || {
+            let s = take(&heap, &data);
+            mark(s, &data, 0x53);
+            s
+        })
+    };
+    let scavenger = {
+        let heap = heap.clone();
+        thread::spawn(move || heap.scavenge_aged(false))
+    };
+    let s = a.join().unwrap();
+    let (released, _) = scavenger.join().unwrap();
+    check(s, data, 0x53, "S after the step");
+    (s, released)
+}
+
 #[test]
 fn aged_release_races_alloc_free() {
     builder().check(|| {
@@ -99,24 +125,12 @@ fn aged_release_races_alloc_free() {
         // R's record is recycled once R is freed: its address, read now.
         let r_base = base(r);
 
-        let a = {
-            let (heap, data) = (heap.clone(), data.clone());
-            thread::spawn(move || {
-                check(r, &data, 0x52, "R before its free");
-                // SAFETY: `r` is live and not used again.
-                unsafe { heap.free_span(r.0) };
-                let s = Run(heap.alloc_span(1, 1, 0));
-                mark(s, &data, 0x53);
-                s
-            })
-        };
-        let scavenger = {
-            let heap = heap.clone();
-            thread::spawn(move || heap.scavenge_aged(false))
-        };
-        let s = a.join().unwrap();
-        let (released, _) = scavenger.join().unwrap();
-        check(s, &data, 0x53, "S after the step");
+        let (s, released) = race_with_step(&heap, &data, move |heap, data| {
+            check(r, data, 0x52, "R before its free");
+            // SAFETY: `r` is live and not used again.
+            unsafe { heap.free_span(r.0) };
+            Run(heap.alloc_span(1, 1, 0))
+        });
         let h = heap.counters();
         // S takes Q's first page (still dirty) or, once the step released
         // Q, R's (the page heap prefers a dirty run): R is in use by S or
@@ -156,22 +170,8 @@ fn released_run_is_not_reallocated_while_dropped() {
         assert_eq!(heap.scavenge_aged(false), (0, 2), "Q was freed since the last step: spared");
         let before = heap.counters();
 
-        let a = {
-            let (heap, data) = (heap.clone(), data.clone());
-            thread::spawn(move || {
-                // Two pages: a dirty run that fits is Q's, else first fit.
-                let s = Run(heap.alloc_span(2, 1, 0));
-                mark(s, &data, 0x53);
-                s
-            })
-        };
-        let scavenger = {
-            let heap = heap.clone();
-            thread::spawn(move || heap.scavenge_aged(false))
-        };
-        let s = a.join().unwrap();
-        let (released, _) = scavenger.join().unwrap();
-        check(s, &data, 0x53, "S after the step");
+        // Two pages: a dirty run that fits is Q's, else first fit.
+        let (s, released) = race_with_step(&heap, &data, |heap, _| Run(heap.alloc_span(2, 1, 0)));
         // S took Q, dirty, before the step reached it (nothing released);
         // or the step took Q first (Q released whole) and S went past it,
         // or took Q back clean after the step put it back.

@@ -220,11 +220,12 @@ use heap::{HeapInner, HeapRef};
 use std::sync::Arc;
 
 /// Wall time the calling thread has spent in the mutator slow paths of GC
-/// heaps (all of them) since it started: entering scopes (including any wait
-/// for the collector), refilling its allocation cache (span lists, lazy
-/// sweeping, allocation assists, new spans from the page heap), allocating
-/// large objects, and catching up with the collector after a phase change.
-/// Allocation fast paths and write barriers are not counted.
+/// heaps (all of them) since it started: scope entries that wait for the
+/// collector or catch up with it, refilling its allocation cache (span
+/// lists, lazy sweeping, allocation assists, new spans from the page heap),
+/// allocating large objects, and catching up with the collector after a
+/// phase change inside a scope. Allocation fast paths, write barriers and
+/// scope entries with nothing to do are not counted.
 ///
 /// A monitoring aid, cheap to read (a thread-local): the difference over a
 /// stretch of work, beside the stretch's own time, is the share the
