@@ -373,7 +373,7 @@ struct gom_gc_stats {
     uint64_t sweep_cpu_ns;          /* collector thread CPU time sweeping */
     uint64_t assist_ns;             /* time allocating threads spent marking */
     uint64_t last_cycle_ns;         /* wall time of the last cycle */
-    uint64_t span_bytes;            /* bytes of spans held by the heap outside thread caches */
+    uint64_t span_bytes;            /* bytes of all the heap's spans, thread caches included */
     uint64_t cached_spans;          /* spans in thread caches */
     uint64_t roots;                 /* roots alive (weak handles hold one each) */
     uint64_t weak_cleared;          /* weak handles cleared */

@@ -437,3 +437,27 @@ fn slow_path_time_is_the_calling_threads_own() {
     .join()
     .unwrap();
 }
+
+#[derive(Trace)]
+struct Numbers<'gc> {
+    items: GcVec<'gc, u64>,
+}
+
+#[test]
+fn span_bytes_counts_every_span_cached_ones_included() {
+    let heap = quiet_heap();
+    assert_eq!(heap.stats().span_bytes, 0, "a new heap holds no span");
+    let numbers: Root<Numbers<'static>> = heap.enter(|m| {
+        let n = m.alloc(Numbers { items: GcVec::new() });
+        for i in 0..100_000u64 {
+            n.items.push(m, Some(m.alloc(i)));
+        }
+        m.root(n)
+    });
+    // 100 000 objects of at least 16 bytes, some in spans this thread's
+    // cache still holds: all counted.
+    let held = heap.stats().span_bytes;
+    assert!(held >= 100_000 * 16, "span_bytes {held} is below the objects' own size");
+    assert!(held < 64 << 20, "span_bytes {held}: far more than the objects need");
+    drop(numbers);
+}

@@ -65,7 +65,7 @@ pub struct GcStats {
     pub assist_cpu_max: Duration,
     /// Wall time of the last cycle.
     pub last_cycle: Duration,
-    /// Bytes of spans held by the heap outside mutator caches.
+    /// Bytes of all the heap's spans, those in mutator caches included.
     pub span_bytes: usize,
     /// Spans in mutator caches.
     pub cached_spans: usize,
