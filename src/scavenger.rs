@@ -39,6 +39,9 @@
 //! pages (so a preloaded program that never frees a span never gets one),
 //! with a raw `pthread` outside every allocator lock. It ticks while free
 //! dirty pages remain, then sleeps on a futex until a `free_span` wakes it.
+//! A tick takes the heap lock per run it releases and drops it for the
+//! `madvise` (`MHeap::scavenge_aged`), so allocations never wait on the
+//! kernel's page release.
 //! Frees that stay in the central lists or the large-object cache (at most a
 //! few MiB) do not wake it; they are handed back at its next tick. While it
 //! runs, `free_span` does no synchronous scavenging. Without a thread (a heap
