@@ -392,6 +392,14 @@ struct gom_gc_stats {
  * `size` is smaller than one field. */
 int gom_gc_stats(gom_gc_heap *heap, struct gom_gc_stats *stats);
 
+/* Nanoseconds the calling thread has spent, over all GC heaps, in their
+ * slow paths: scope entries that wait for the collector or catch up with
+ * it, allocation-cache refills (with their assists and lazy sweeps), large
+ * allocations. Allocation fast paths and write barriers are not counted.
+ * Cheap (a thread-local): read it around a stretch of work to see the
+ * collector's share of it. */
+uint64_t gom_gc_thread_slow_path_ns(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -221,6 +221,12 @@ pub unsafe extern "C" fn gom_gc_set_memory_limit(heap: *mut CHeap, bytes: usize)
     unsafe { raw::set_memory_limit(heap, bytes) }
 }
 
+/// `gom_gc_thread_slow_path_ns`.
+#[no_mangle]
+pub extern "C" fn gom_gc_thread_slow_path_ns() -> u64 {
+    gomalloc_core::gc::thread_slow_path_time().as_nanos() as u64
+}
+
 /// `gom_gc_stats`.
 ///
 /// # Safety

@@ -29,6 +29,7 @@ static struct {
     __typeof__(&gom_gc_set_percent) set_percent;
     __typeof__(&gom_gc_set_memory_limit) set_memory_limit;
     __typeof__(&gom_gc_stats) stats;
+    __typeof__(&gom_gc_thread_slow_path_ns) thread_slow_path_ns;
 } G;
 
 static inline void gc_load(void) {
@@ -54,6 +55,7 @@ static inline void gc_load(void) {
     G.set_percent = GOM(gom_gc_set_percent);
     G.set_memory_limit = GOM(gom_gc_set_memory_limit);
     G.stats = GOM(gom_gc_stats);
+    G.thread_slow_path_ns = GOM(gom_gc_thread_slow_path_ns);
 }
 
 static inline struct gom_gc_stats gc_stats(gom_gc_heap *h) {

@@ -1,7 +1,8 @@
 /* Calls every gom_gc_* function and checks what it promises: objects live
  * while rooted and are freed (destructor called once) when not; writes go
  * through the barrier; weak handles clear; finalizers run once, see their
- * object whole and can resurrect it; statistics move; gc_percent and the
+ * object whole and can resurrect it; statistics move, and a thread's
+ * slow-path time counts its refills; gc_percent and the
  * memory limit change when cycles run.
  *
  * Without arguments: runs every check, prints "gc_api: ok", exits 0.
@@ -363,9 +364,12 @@ static void test_pacing_and_stats(gom_gc_heap *h) {
 
 static void *thread_main(void *arg) {
     gom_gc_heap *h = arg;
+    CHECK(G.thread_slow_path_ns() == 0, "a new thread has spent no time in GC slow paths");
     G.thread_attach(h);
     G.enter(h);
     struct node *x = new_list(h, 300, 50);
+    /* Its first allocations refilled an empty cache. */
+    CHECK(G.thread_slow_path_ns() > 0, "refills counted in the thread's slow-path time");
     gom_gc_root *r = G.root_new(h, x);
     G.leave(h);
     G.thread_detach(h);
