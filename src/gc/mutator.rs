@@ -419,9 +419,7 @@ fn report(c: &mut MutatorCache, heap: &HeapInner) {
         return;
     }
     heap.in_use.fetch_add(c.unreported_bytes, Ordering::Relaxed);
-    let mut st = heap.stats.lock().unwrap_or_else(|e| e.into_inner());
-    st.allocated_bytes += c.unreported_bytes as u64;
-    st.allocated_objects += c.unreported_objects as u64;
+    heap.allocated.add(c.unreported_objects, c.unreported_bytes);
     c.unreported_bytes = 0;
     c.unreported_objects = 0;
 }

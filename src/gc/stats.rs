@@ -2,15 +2,41 @@
 //! and the one-line-per-cycle trace (`GOMALLOC_GCTRACE=1`, like
 //! `GODEBUG=gctrace=1`).
 //!
-//! Called by `heap.rs` and `mutator.rs`. The ring is one mutex (a leaf).
+//! Called by `heap.rs` and `mutator.rs`. The ring is one mutex (a leaf);
+//! the allocation and sweep totals are atomics (`ObjectTally`).
 //!
 //! A *pause* here is time a mutator spent blocked by the collector: waiting
 //! to enter a scope while the collector flushed its cache, or handing its
 //! spans to the sweeper after a flip. Mutators never stop for marking;
 //! allocation assists (mutator time spent marking) are reported separately.
 
-use crate::sync::Mutex;
+use crate::sync::{AtomicU64, Mutex, Ordering};
 use std::time::Duration;
+
+/// Objects and their bytes, added to by several threads (allocation
+/// reports, sweeps) without a lock.
+pub(crate) struct ObjectTally {
+    objects: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ObjectTally {
+    pub fn new() -> ObjectTally {
+        ObjectTally { objects: AtomicU64::new(0), bytes: AtomicU64::new(0) }
+    }
+
+    /// Relaxed: totals for statistics; nothing is published through them.
+    pub fn add(&self, objects: usize, bytes: usize) {
+        self.objects.fetch_add(objects as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// (objects, bytes): each total is exact; read together they may be
+    /// one addition apart.
+    pub fn read(&self) -> (u64, u64) {
+        (self.objects.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+    }
+}
 
 /// Pauses kept for `GcStats::recent_pauses`.
 pub const PAUSE_RING: usize = 256;
