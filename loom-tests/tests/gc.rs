@@ -376,7 +376,7 @@ fn weak_upgrade_races_the_cycle() {
 ///
 /// Mutations caught, at this model's bound of 4: `close_sweeping` not
 /// waiting for the sweeps in flight; the poppers (`span_for_cache`,
-/// `sweep_one`) ignoring `sweep_allowed`; `close_sweeping` storing
+/// `sweep_batch`) ignoring `sweep_allowed`; `close_sweeping` storing
 /// `sweep_allowed = false` without holding the span-list lock. Each: "R or
 /// B was dropped while reachable from the root" (3 drops, 1 expected): a
 /// sweep ran while the cycle marked and cleared the marks it relied on. At

@@ -306,10 +306,12 @@ impl Heap {
     #[doc(hidden)]
     pub fn model_sweep(&self) -> usize {
         let mut n = 0;
-        while self.inner.sweep_one() {
-            n += 1;
+        loop {
+            match self.inner.sweep_batch(heap::SWEEP_BATCH) {
+                0 => return n,
+                k => n += k,
+            }
         }
-        n
     }
 
     /// Pops one unswept span as a sweeper does, without sweeping it (loom
