@@ -62,7 +62,7 @@ const LAZY_SWEEP_BUDGET: usize = 32;
 
 /// Spans the collector's background sweep pops, and files, per hold of the
 /// span-list lock (see `sweep_batch`).
-pub(crate) const SWEEP_BATCH: usize = 16;
+const SWEEP_BATCH: usize = 16;
 
 /// Time after which a mutator stops sweeping lazily and takes a fresh span,
 /// within the span budget: spans whose objects run `Drop` take tens of
@@ -579,14 +579,14 @@ impl HeapInner {
         }
     }
 
-    /// Sweeps up to `max` (at most `SWEEP_BATCH`) unswept spans of any
-    /// class, popped under one hold of the span-list lock and filed under
+    /// Sweeps up to `SWEEP_BATCH` unswept spans of any class, popped under
+    /// one hold of the span-list lock and filed under
     /// one more; returns how many, 0 when none is left or sweeping is
     /// closed. Popping and filing one span per hold, the background sweeper
     /// took that lock twice per span (hundreds of thousands of times per
     /// cycle at a 1 GiB heap), and a mutator waiting for it was woken and
     /// beaten to it again and again (23 futex waits in one 433 µs refill).
-    pub fn sweep_batch(&self, max: usize) -> usize {
+    pub fn sweep_batch(&self) -> usize {
         let mut popped = [core::ptr::null_mut::<GcSpan>(); SWEEP_BATCH];
         let (n, sg) = {
             let mut l = self.lock_spans();
@@ -596,7 +596,7 @@ impl HeapInner {
                 return 0;
             }
             let mut n = 0;
-            while n < max.min(SWEEP_BATCH) {
+            while n < SWEEP_BATCH {
                 let Some(s) = l.unswept.iter_mut().find_map(Vec::pop) else { break };
                 // SAFETY: listed spans are live.
                 let prev = unsafe { (*s).holder.swap(3, Ordering::Relaxed) };
@@ -627,7 +627,7 @@ impl HeapInner {
     /// until a cycle closes sweeping.
     fn finish_sweep(&self) {
         loop {
-            while self.sweep_batch(SWEEP_BATCH) != 0 {}
+            while self.sweep_batch() != 0 {}
             let pending = self.lock_spans().unswept.iter().any(|v| !v.is_empty());
             // Acquire pairs with the Release decrement that ends a sweep.
             if !pending && self.sweeping.load(Ordering::Acquire) == 0 {
@@ -1018,7 +1018,7 @@ fn collector_main(heap: Weak<HeapInner>, control: Arc<Control>) {
                     if let Some(h) = heap.upgrade() {
                         let mut n = 0;
                         while n < 64 {
-                            match h.sweep_batch(SWEEP_BATCH) {
+                            match h.sweep_batch() {
                                 0 => break,
                                 k => n += k,
                             }
@@ -1044,7 +1044,7 @@ fn collector_main(heap: Weak<HeapInner>, control: Arc<Control>) {
             if control.state.lock().unwrap_or_else(|e| e.into_inner()).requested {
                 break;
             }
-            if h.sweep_batch(SWEEP_BATCH) == 0 {
+            if h.sweep_batch() == 0 {
                 break;
             }
         }

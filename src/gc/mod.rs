@@ -307,7 +307,7 @@ impl Heap {
     pub fn model_sweep(&self) -> usize {
         let mut n = 0;
         loop {
-            match self.inner.sweep_batch(heap::SWEEP_BATCH) {
+            match self.inner.sweep_batch() {
                 0 => return n,
                 k => n += k,
             }
