@@ -461,7 +461,7 @@ impl MHeap {
         let mut released = 0;
         while let Some((arena, start, n)) = self.inner.with(|h| h.take_aged_run(&mut cursor, all, keep)) {
             // SAFETY: `take_aged_run` took the run out of the free map: no
-            // span holds it and none can be made of it until `put_back`.
+            // span holds it and none can be made of it until `put_back_released`.
             unsafe { os::release((*arena).page_addr(start) as *mut u8, n * PAGE_SIZE) };
             // SAFETY: the arena is live (arenas are never unmapped while the
             // heap lives) and the run was taken by this step.
