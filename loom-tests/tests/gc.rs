@@ -15,6 +15,12 @@
 //!   to B from one field of the root object to another while a cycle runs
 //!   (the lost-object race the write barrier exists for). Invariant: B is
 //!   marked at termination, so it survives (tri-colour invariant).
+//! - `buffered_shade_is_traced`: as above, but B holds D. The barrier
+//!   shades B into the mutator's grey buffer, not the shared queue; then,
+//!   in a new scope, the mutator moves D from B to the root. Invariant: the
+//!   collector takes the buffer before it decides that marking is over (so
+//!   no grey object is left when barriers stop), and once more after the
+//!   last barriers; D survives.
 //! - `allocation_during_a_cycle_is_black`: the mutator allocates C and
 //!   stores it in the root object while a cycle runs. Invariant: C
 //!   survives, whatever phase the store lands in.
@@ -276,6 +282,50 @@ fn barrier_keeps_a_moved_object() {
     });
 }
 
+/// A barrier's shade waits in the mutator's own grey buffer (module
+/// header).
+///
+/// Mutations caught: the collector never taking mutators' buffers
+/// (`flush_mutator_greys` a no-op), or taking them only after the last
+/// barriers (not before its termination check): "D was dropped while
+/// reachable". Without the second scope the latter went unseen: marking
+/// ended with B grey in the buffer, and nothing moved D while barriers
+/// were off. Taking them only before the termination check (not after the
+/// last barriers) fails `black_allocation_shades_its_initial_handles` and,
+/// without the second scope, this model.
+#[test]
+fn buffered_shade_is_traced() {
+    builder().check(|| {
+        let w = World::new();
+        // root.a = B, B.a = D; root.b = None.
+        let root: Root<Obj<'static>> = w.heap.enter(|m| {
+            let r = w.obj(m, 1);
+            let b = w.obj(m, 2);
+            b.a.set(m, Some(w.obj(m, 3)));
+            r.a.set(m, Some(b));
+            m.root(r)
+        });
+        let collector = w.collector();
+        w.heap.enter(|m| {
+            let r = root.get(m);
+            let b = r.a.get();
+            r.a.set(m, None);
+            r.b.set(m, b);
+        });
+        // A scope that began after the cycle did (or with none running):
+        // its stores need no barrier once marking is over.
+        w.heap.enter(|m| {
+            let r = root.get(m);
+            let b = r.b.get().unwrap();
+            r.a.set(m, b.a.get());
+            b.a.set(m, None);
+        });
+        collector.join().unwrap();
+        assert_eq!(w.drops(), 0, "D was dropped while reachable");
+        audit(&w, &root, 3);
+    });
+}
+
 /// Allocation colour against a cycle (module header).
 ///
 /// Mutations caught: the barrier shading neither value or not the new one,
@@ -509,7 +559,8 @@ fn unswept_span_is_swept_before_marking() {
 /// reachable", left 1, right 0, in `audit`'s final cycle). Fixed by one
 /// colour word (`HeapInner::alloc_colour`). With the fix, removing the
 /// shading of a new object's handles from `mark_new` fails here: "B, held
-/// only by the new C, was dropped while reachable".
+/// only by the new C, was dropped while reachable". So does the collector
+/// not taking mutators' grey buffers after the last barriers.
 #[test]
 fn black_allocation_shades_its_initial_handles() {
     builder().check(|| {

@@ -22,8 +22,10 @@
 //!    run; mutators' barriers shade old and new values; assists help when
 //!    allocation outruns marking.
 //! 4. Termination: once every mutator is outside `enter` or entered after
-//!    step 2, and no grey object is left, `marking` turns off (SeqCst); the
-//!    collector waits out in-flight barriers and drains what they shaded.
+//!    step 2, and no grey object is left (the collector takes the mutators'
+//!    barrier buffers first), `marking` turns off (SeqCst); the collector
+//!    waits out in-flight barriers, takes the buffers again and drains what
+//!    they shaded.
 //! 5. Flip: under the span-list lock, `sweepgen += 2`, every listed span
 //!    becomes unswept, allocation turns white and the epoch advances; caches
 //!    of mutators outside `enter` are flushed. Mutators inside `enter` flush
@@ -32,7 +34,8 @@
 //!    lazily when they need a span.
 //!
 //! # Concurrency
-//! Span lists: one `Mutex`. Grey queue: one `Mutex` (`mark.rs`). Phase words
+//! Span lists: one `Mutex`. Grey queue: one `Mutex` (`mark.rs`); each
+//! mutator's grey buffer, one more, taken before the queue's. Phase words
 //! are atomics; their orderings are commented where they are used. Lock
 //! order: span lists, then the page heap's lock (inside `GcSpan::create`
 //! and `release`); the grey queue and root set are leaves. No lock is held
@@ -762,6 +765,9 @@ impl HeapInner {
         let mut waits = 0u32;
         loop {
             self.drain(usize::MAX);
+            // After the drain, so buffered objects are seen by the check,
+            // which a mutator's full buffer may not reach on its own.
+            self.flush_mutator_greys();
             if self.mutators_past(cycle) && self.grey_empty() {
                 break;
             }
@@ -774,6 +780,9 @@ impl HeapInner {
         // The same Dekker pair as at the start.
         self.marking.store(false, Ordering::SeqCst);
         self.wait_barriers();
+        // What the barriers waited out buffered; no barrier buffers more
+        // until the next cycle's start.
+        self.flush_mutator_greys();
         self.drain(usize::MAX);
         // Weak handles to unreachable objects are cleared before any
         // finalizable object is revived for its finalizer.
@@ -926,6 +935,14 @@ impl HeapInner {
         fence(Ordering::SeqCst);
         let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner());
         muts.iter().all(|m| m.past(cycle))
+    }
+
+    /// Moves every mutator's buffered greys to the shared queue.
+    fn flush_mutator_greys(&self) {
+        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for m in muts {
+            m.flush_greys(self);
+        }
     }
 
     /// Flushes the caches of mutators that are outside `enter`.

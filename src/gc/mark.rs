@@ -18,6 +18,15 @@
 //! in the queue's `resumed` list, so marking one object is never a long,
 //! uninterruptible step. Tracing reads only immutable
 //! fields and barriered cells' atomics.
+//!
+//! A mutator's write barrier shades into a `GreyBuffer` of its own (Go's
+//! per-P `gcWork`), behind a lock only the owner and the collector take:
+//! a full buffer goes to the shared queue in one hold of its lock, and the
+//! collector takes every buffer (`flush_mutator_greys`) before it decides
+//! that no grey object is left, and again after the last barriers of the
+//! cycle. The shared lock and the shared `marked_bytes` counter, taken once
+//! per white object a barrier shaded, were the cost barriers paid while
+//! the marker held or wrote them.
 
 use crate::gc::gcspan::GcSpan;
 use crate::gc::heap::HeapInner;
@@ -101,6 +110,28 @@ impl GreyQueue {
     }
 }
 
+/// Entries of a mutator's grey buffer (2 KiB).
+pub(crate) const GREY_BUFFER: usize = 256;
+
+/// Objects a mutator's barriers marked and that still need tracing, and
+/// the bytes they marked, not yet on the shared queue and counter.
+pub(crate) struct GreyBuffer {
+    objs: [usize; GREY_BUFFER],
+    len: usize,
+    marked: usize,
+}
+
+impl GreyBuffer {
+    pub(crate) const fn new() -> GreyBuffer {
+        GreyBuffer { objs: [0; GREY_BUFFER], len: 0, marked: 0 }
+    }
+
+    /// True if it holds no object and no uncounted byte.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0 && self.marked == 0
+    }
+}
+
 /// What `mark_grey` did.
 enum Grey {
     /// Marked by this call (its size in bytes); it holds handles, so it
@@ -127,6 +158,41 @@ impl HeapInner {
                 true
             }
             Grey::Already => false,
+        }
+    }
+
+    /// Shades `obj` grey if it is white, queueing it (and counting its
+    /// bytes) in a mutator's buffer `buf`. For write barriers, which run
+    /// inside `MutatorState::with_barrier`: the collector takes the buffer
+    /// after it has waited such barriers out.
+    #[inline]
+    pub(crate) fn shade_buffered(&self, obj: *const GcBox<()>, buf: &crate::sync::Mutex<GreyBuffer>) {
+        match self.mark_grey(obj) {
+            Grey::Trace(bytes) => {
+                let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
+                if b.len == GREY_BUFFER {
+                    self.flush_grey_buffer(&mut b);
+                }
+                let at = b.len;
+                b.objs[at] = obj as usize;
+                b.len = at + 1;
+                b.marked += bytes;
+            }
+            Grey::Leaf(bytes) => buf.lock().unwrap_or_else(|e| e.into_inner()).marked += bytes,
+            Grey::Already => {}
+        }
+    }
+
+    /// Moves a grey buffer's objects to the shared queue and its bytes to
+    /// `marked_bytes`.
+    pub(crate) fn flush_grey_buffer(&self, b: &mut GreyBuffer) {
+        if b.len != 0 {
+            self.grey.lock().unwrap_or_else(|e| e.into_inner()).extend(&b.objs[..b.len]);
+            b.len = 0;
+        }
+        if b.marked != 0 {
+            self.marked_bytes.fetch_add(b.marked, Ordering::Relaxed);
+            b.marked = 0;
         }
     }
 

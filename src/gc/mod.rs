@@ -37,7 +37,7 @@
 //! - `root.rs`: `Root`, the heap's root set.
 //! - `mutator.rs`: `Mutator`, per-thread allocation caches, the barrier.
 //! - `gcspan.rs`: span headers with allocation and mark bitmaps, sweeping.
-//! - `mark.rs`: shading and the grey queue.
+//! - `mark.rs`: shading, the grey queue and the mutators' grey buffers.
 //! - `heap.rs`: the collector thread, the cycle, pacing.
 //! - `stats.rs`: `GcStats`, pauses, `GOMALLOC_GCTRACE`.
 //! - `weak.rs`: `Weak`, `WeakCell`, `WeakRoot` and their clearing.
@@ -113,9 +113,12 @@
 //!    allocation (black): all are marked. A mutator outside `enter` holds
 //!    no handle. So the collector terminates marking only when every mutator
 //!    is outside `enter` or entered after the cycle began (a ragged
-//!    handshake at scope boundaries, never a stop-the-world), the grey queue
-//!    is empty, and no barrier that could have read a stale phase is in
-//!    flight (a flag per mutator against the phase word, SC fences between).
+//!    handshake at scope boundaries, never a stop-the-world), no grey object
+//!    is left (the shared queue is empty after the collector has taken
+//!    every mutator's barrier buffer), and no barrier that could have read
+//!    a stale phase is in flight (a flag per mutator against the phase word,
+//!    SC fences between); what such barriers shaded is taken and traced
+//!    after they end.
 //! 5. **Sweep never frees an object a scope can still reach**: rule 4 marks
 //!    every such object, and objects allocated after the flip by scopes that
 //!    had not yet seen it are allocated black (a scope re-reads the

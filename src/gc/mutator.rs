@@ -11,7 +11,9 @@
 //! touched by the owning thread inside `enter`, or by the collector while it
 //! holds `LOCKED`; never both. `in_barrier` pairs with `HeapInner::marking`
 //! (a store, a SeqCst fence and a load on each side) so the collector can
-//! wait out barriers that may have read a stale phase.
+//! wait out barriers that may have read a stale phase. `greys`, what the
+//! barriers shaded, has a lock of its own: the owner takes it in a barrier,
+//! the collector while it decides that marking is over (`mark.rs`).
 //!
 //! Invariant: a mutator allocating white is inside a scope that began before
 //! the current cycle started (its cache synchronised before `alloc_colour`
@@ -22,9 +24,10 @@
 
 use crate::gc::gcspan::{objects_per_span, GcSpan, MAX_ALIGN};
 use crate::gc::heap::{thread_cpu_time, HeapInner};
+use crate::gc::mark::GreyBuffer;
 use crate::gc::ptr::{GcBox, Invariant};
 use crate::sizeclass::{aligned_size_to_class, size_to_class, MAX_SMALL_SIZE, NUM_CLASSES};
-use crate::sync::{fence, AtomicBool, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{fence, AtomicBool, AtomicU64, Mutex, Ordering, UnsafeCell};
 use core::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,6 +72,8 @@ pub(crate) struct MutatorState {
     /// The heap epoch of this mutator's last resynchronisation (read by the
     /// collector before a cycle starts: see `HeapInner::wait_resynced`).
     pub synced_epoch: AtomicU64,
+    /// Objects this mutator's write barriers shaded (see `mark.rs`).
+    pub greys: Mutex<GreyBuffer>,
     cache: UnsafeCell<MutatorCache>,
 }
 
@@ -85,6 +90,7 @@ impl MutatorState {
             entered: AtomicU64::new(0),
             in_barrier: AtomicBool::new(false),
             synced_epoch: AtomicU64::new(0),
+            greys: Mutex::new(GreyBuffer::new()),
             cache: UnsafeCell::new(MutatorCache {
                 spans: [core::ptr::null_mut(); NUM_CLASSES],
                 epoch: 0,
@@ -327,6 +333,8 @@ impl MutatorState {
             let (t, cpu) = (Instant::now(), thread_cpu_time());
             self.with_barrier(heap, |marking| {
                 if marking {
+                    // Its own greys first: they are the freshest work.
+                    self.flush_greys(heap);
                     heap.drain(ASSIST_WORK);
                 }
             });
@@ -383,10 +391,20 @@ impl MutatorState {
         self.with_barrier(heap, |marking| {
             let old = update();
             if marking {
-                heap.shade(old);
-                heap.shade(new);
+                heap.shade_buffered(old, &self.greys);
+                heap.shade_buffered(new, &self.greys);
             }
         });
+    }
+
+    /// Moves what this mutator's barriers shaded to the heap's grey queue.
+    /// Called by the collector before it decides marking is over, by an
+    /// assist, and when the mutator leaves the heap for good.
+    pub fn flush_greys(&self, heap: &HeapInner) {
+        let mut b = self.greys.lock().unwrap_or_else(|e| e.into_inner());
+        if !b.is_empty() {
+            heap.flush_grey_buffer(&mut b);
+        }
     }
 }
 
@@ -448,6 +466,8 @@ impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(heap) = self.heap.upgrade() {
             self.state.flush_if_idle(&heap);
+            // Before it leaves the list the collector takes buffers from.
+            self.state.flush_greys(&heap);
             let mut muts = heap.mutators.lock().unwrap_or_else(|e| e.into_inner());
             muts.retain(|m| !Arc::ptr_eq(m, &self.state));
         }
