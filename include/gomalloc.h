@@ -25,8 +25,9 @@
  *  - realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns NULL
  *    (glibc's choice). aligned_alloc rejects an alignment that is not a power
  *    of two with EINVAL (as glibc 2.38 and C23 do); memalign rounds it up to
- *    one (glibc's rule). Every NULL returned for lack of memory comes with
- *    errno = ENOMEM; free never changes errno.
+ *    one (glibc's rule). Alignments above 32 GiB (2^35) fail with ENOMEM,
+ *    about where glibc's begin to. Every NULL returned for lack of memory
+ *    comes with errno = ENOMEM; free never changes errno.
  *  - Pointers gomalloc did not hand out (for instance blocks the dynamic
  *    loader allocated before the library took over): free ignores them,
  *    malloc_usable_size returns 0, and realloc stops the process with a

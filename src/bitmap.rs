@@ -123,13 +123,15 @@ impl Bitmap {
         self.next_matching(from, None, false).unwrap_or(self.nbits)
     }
 
-    /// The first run of at least `n` set bits starting at a multiple of
-    /// `align`, searching from `from`.
-    pub fn find_run(&self, from: usize, n: usize, align: usize) -> Option<usize> {
+    /// The first run of at least `n` set bits starting at an index `i` with
+    /// `i + skew` a multiple of `align`, searching from `from`. (`skew` is
+    /// the bitmap's first page number: alignment is of addresses, not of
+    /// indexes.)
+    pub fn find_run(&self, from: usize, n: usize, align: usize, skew: usize) -> Option<usize> {
         let mut i = from;
         loop {
             i = self.next_set(i)?;
-            let aligned = i.next_multiple_of(align);
+            let aligned = aligned_index(i, align, skew);
             if aligned != i {
                 i = aligned;
                 continue;
@@ -152,6 +154,12 @@ impl Bitmap {
         let end = self.next_matching(start, Some(other), false).unwrap_or(self.nbits);
         Some((start, end))
     }
+}
+
+/// The first index at or after `i` whose page number (`index + skew`) is a
+/// multiple of `align` (a power of two).
+pub fn aligned_index(i: usize, align: usize, skew: usize) -> usize {
+    ((i + skew).next_multiple_of(align)) - skew
 }
 
 #[cfg(test)]
@@ -184,10 +192,15 @@ mod tests {
                 let from = rng.gen_range(0..nbits);
                 let want = rng.gen_range(1..40);
                 let align = 1 << rng.gen_range(0..4);
+                let skew = rng.gen_range(0..64);
                 let expect = (from..nbits)
-                    .filter(|i| i % align == 0)
+                    .filter(|i| (i + skew) % align == 0)
                     .find(|&i| i + want <= nbits && model[i..i + want].iter().all(|&x| x));
-                assert_eq!(b.find_run(from, want, align), expect, "from {from} n {want} align {align}");
+                assert_eq!(
+                    b.find_run(from, want, align, skew),
+                    expect,
+                    "from {from} n {want} align {align} skew {skew}"
+                );
                 assert_eq!(b.count_range(start, n), model[start..start + n].iter().filter(|&&x| x).count());
                 assert_eq!(b.next_set(from), (from..nbits).find(|&i| model[i]));
                 assert_eq!(b.next_clear(from), (from..nbits).find(|&i| !model[i]).unwrap_or(nbits));

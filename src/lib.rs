@@ -108,7 +108,8 @@ pub mod fixalloc;
 pub mod gc;
 #[cfg(not(gomalloc_loom))]
 mod globals;
-mod large;
+#[doc(hidden)]
+pub mod large;
 #[doc(hidden)]
 pub mod malloc;
 #[doc(hidden)]

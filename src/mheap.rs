@@ -47,7 +47,7 @@
 //! it (the thread's own look at the counters, under this lock, is what makes
 //! that wake-up impossible to lose).
 
-use crate::bitmap::Bitmap;
+use crate::bitmap::{aligned_index, Bitmap};
 use crate::fixalloc::FixAlloc;
 use crate::os;
 use crate::scavenger::Scavenger;
@@ -92,6 +92,13 @@ pub struct Arena {
 const TABLE_OFFSET: usize = size_of::<Arena>().next_multiple_of(64);
 
 impl Arena {
+    /// The arena's first page number modulo `align_pages`, for aligned
+    /// searches: the base is aligned to `ARENA_SIZE` only, so above that an
+    /// index multiple of the alignment is not an aligned address.
+    fn skew(&self, align_pages: usize) -> usize {
+        (self.base() / PAGE_SIZE) % align_pages
+    }
+
     fn base(&self) -> usize {
         self as *const Arena as usize
     }
@@ -285,13 +292,27 @@ impl MHeap {
     /// whether its pages may hold old data), any other a small-object span of
     /// that class. Null when the OS refuses memory.
     pub fn alloc_span(&self, npages: usize, align_pages: usize, class: usize) -> *mut Span {
+        self.alloc_span_in(npages, align_pages, class, true)
+    }
+
+    /// `alloc_span` from the arenas already mapped: null where it would grow
+    /// the heap.
+    pub fn alloc_span_mapped(&self, npages: usize, align_pages: usize, class: usize) -> *mut Span {
+        self.alloc_span_in(npages, align_pages, class, false)
+    }
+
+    fn alloc_span_in(&self, npages: usize, align_pages: usize, class: usize, may_grow: bool) -> *mut Span {
         debug_assert!(npages > 0 && align_pages.is_power_of_two());
         self.inner.with(|h| {
             let Some((arena, page)) =
                 h.find_dirty_pages(npages, align_pages).or_else(|| h.find_pages(npages, align_pages)).or_else(|| {
+                    if !may_grow {
+                        return None;
+                    }
                     let arena = self.grow(h, npages, align_pages)?;
                     // SAFETY: `grow` returns a live, registered arena.
-                    let page = unsafe { (*arena).free_map().find_run(0, npages, align_pages)? };
+                    let page =
+                        unsafe { (*arena).free_map().find_run(0, npages, align_pages, (*arena).skew(align_pages))? };
                     Some((arena, page))
                 })
             else {
@@ -597,7 +618,7 @@ impl HeapInner {
             // No free page lies below `search_from`.
             let mut from = arena.search_from;
             while let Some((start, end)) = free.next_run_in_both(&dirty, from) {
-                let page = start.next_multiple_of(align_pages);
+                let page = aligned_index(start, align_pages, arena.skew(align_pages));
                 if page + npages <= end {
                     return Some((a, page));
                 }
@@ -649,7 +670,7 @@ impl HeapInner {
                     None => arena.search_from = arena.npages,
                     Some(first_free) => {
                         arena.search_from = first_free;
-                        if let Some(page) = map.find_run(first_free, npages, align_pages) {
+                        if let Some(page) = map.find_run(first_free, npages, align_pages, arena.skew(align_pages)) {
                             return Some((a, page));
                         }
                     }

@@ -207,6 +207,16 @@ static void test_aligned(void) {
             free(p);
         }
     }
+    /* Beyond the 64 MiB the heap's arenas are aligned to: still the
+     * address that is aligned. Above 2^35: ENOMEM. */
+    for (int shift = 26; shift <= 31; shift++) {
+        size_t a = (size_t)1 << shift;
+        CHECK(posix_memalign(&p, a, 100) == 0, "posix_memalign(2^%d, 100)", shift);
+        check_block(p, 100, a, "posix_memalign");
+        free(p);
+    }
+    errno = 0;
+    CHECK(aligned_alloc((size_t)1 << 36, 64) == NULL && errno == ENOMEM, "aligned_alloc(2^36): errno %d", errno);
     /* aligned_alloc: powers of two only (EINVAL otherwise, as glibc 2.38). */
     errno = 0;
     CHECK(aligned_alloc(0, 16) == NULL && errno == EINVAL, "aligned_alloc(0): errno %d", errno);
