@@ -33,9 +33,11 @@
  *    malloc_usable_size returns 0, and realloc stops the process with a
  *    message, since their size is unknown. Freeing an interior pointer or
  *    freeing twice stops the process with a message.
- *  - A throwing operator new that runs out of memory prints a message and
- *    calls abort(), as an uncaught std::bad_alloc would (no exception is
- *    thrown and no new_handler is called); the nothrow forms return NULL.
+ *  - A throwing operator new that runs out of memory calls the installed
+ *    std::new_handler and retries while there is one, then throws
+ *    std::bad_alloc (both taken from the program's C++ runtime, libstdc++ or
+ *    libc++). Called from a program with no C++ runtime loaded, it prints a
+ *    message and calls abort(). The nothrow forms return NULL.
  *
  * Environment (read once, at load time):
  *   GOMALLOC_SHOW_STATS=1   print the statistics table to stderr at exit

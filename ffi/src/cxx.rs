@@ -6,10 +6,14 @@
 //! Each forwards to one function of `imp.rs`.
 //!
 //! # Out of memory
-//! A throwing `new` cannot throw `std::bad_alloc` from Rust (and does not call
-//! a `std::new_handler`, which would need libstdc++): when the heap is
-//! exhausted it prints a message and calls `abort()`, which is what an
-//! uncaught `bad_alloc` leads to. The `nothrow` forms return null (with
+//! A throwing `new` does what the C++ standard asks: it calls the installed
+//! `std::new_handler` and retries while there is one, then throws
+//! `std::bad_alloc`. Both come from the program's C++ runtime (libstdc++ or
+//! libc++), looked up by name on that path only; the exception unwinds
+//! through the Rust frames, so these four exports are `extern "C-unwind"`.
+//! With no C++ runtime loaded (a C program calling the mangled names) it
+//! prints a message and calls `abort()`, which is what an uncaught
+//! `bad_alloc` leads to. The `nothrow` forms return null (with
 //! `errno = ENOMEM`). The deletes accept null and, like `free`, ignore
 //! pointers outside gomalloc's heap; the sized ones pass the size to the core
 //! as a hint.
@@ -21,13 +25,13 @@ use core::ffi::c_void;
 
 /// `operator new(size_t)`.
 #[no_mangle]
-pub extern "C" fn _Znwm(size: usize) -> *mut c_void {
+pub extern "C-unwind" fn _Znwm(size: usize) -> *mut c_void {
     imp::cxx_new(size)
 }
 
 /// `operator new[](size_t)`.
 #[no_mangle]
-pub extern "C" fn _Znam(size: usize) -> *mut c_void {
+pub extern "C-unwind" fn _Znam(size: usize) -> *mut c_void {
     imp::cxx_new(size)
 }
 
@@ -45,13 +49,13 @@ pub extern "C" fn _ZnamRKSt9nothrow_t(size: usize, _nt: *const c_void) -> *mut c
 
 /// `operator new(size_t, std::align_val_t)`.
 #[no_mangle]
-pub extern "C" fn _ZnwmSt11align_val_t(size: usize, align: usize) -> *mut c_void {
+pub extern "C-unwind" fn _ZnwmSt11align_val_t(size: usize, align: usize) -> *mut c_void {
     imp::cxx_new_aligned(size, align)
 }
 
 /// `operator new[](size_t, std::align_val_t)`.
 #[no_mangle]
-pub extern "C" fn _ZnamSt11align_val_t(size: usize, align: usize) -> *mut c_void {
+pub extern "C-unwind" fn _ZnamSt11align_val_t(size: usize, align: usize) -> *mut c_void {
     imp::cxx_new_aligned(size, align)
 }
 

@@ -325,14 +325,66 @@ pub fn usable_size(p: *const c_void) -> usize {
     h.usable_size(p.cast()).unwrap_or(0)
 }
 
-/// Throwing `operator new` that failed. A C++ exception cannot be thrown from
-/// here, so this does what an uncaught `std::bad_alloc` does: a message and
-/// `abort()`.
+/// A function of the C++ runtime the program runs with, by mangled name
+/// (libstdc++'s, then libc++'s); null if none is loaded.
+fn cxx_runtime_symbol(names: &[&core::ffi::CStr]) -> *mut c_void {
+    for name in names {
+        // SAFETY: a lookup by NUL-terminated name in the global scope.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        if !f.is_null() {
+            return f;
+        }
+    }
+    ptr::null_mut()
+}
+
+/// `std::new_handler`: may throw, so it is called through "C-unwind".
+type NewHandler = unsafe extern "C-unwind" fn();
+
+/// Throwing `operator new` that failed: the C++ rule. While a
+/// `std::new_handler` is installed, call it and try again (it may free
+/// memory, throw, or uninstall itself); with none, throw `std::bad_alloc`.
+/// Both come from the program's C++ runtime, looked up by name here, on this
+/// path only. Without one (a C program calling the mangled name) there is no
+/// exception to throw: a message and `abort()`, as an uncaught
+/// `std::bad_alloc` ends.
 #[cold]
 #[inline(never)]
-fn new_failed(size: usize, align: usize) -> ! {
+fn new_failed(size: usize, align: usize) -> *mut c_void {
+    let get_handler = cxx_runtime_symbol(&[c"_ZSt15get_new_handlerv"]);
+    loop {
+        let handler: Option<NewHandler> = if get_handler.is_null() {
+            None
+        } else {
+            // SAFETY: `std::get_new_handler()` (noexcept), whose result is a
+            // `void (*)()` or null.
+            unsafe {
+                let get: unsafe extern "C" fn() -> Option<NewHandler> = core::mem::transmute(get_handler);
+                get()
+            }
+        };
+        let Some(handler) = handler else { break };
+        // SAFETY: the program's own new_handler, called as the C++ runtime
+        // would; it may unwind (a C++ exception) through this frame.
+        unsafe { handler() };
+        // SAFETY: the calling thread's cache of the process-wide allocator.
+        let p = unsafe { heap().alloc(cache(), size, align) };
+        if !p.is_null() {
+            return p.cast();
+        }
+    }
+    let throw = cxx_runtime_symbol(&[c"_ZSt17__throw_bad_allocv", c"_ZNSt3__117__throw_bad_allocEv"]);
+    if !throw.is_null() {
+        // SAFETY: `std::__throw_bad_alloc()`, which throws and never
+        // returns; the exception unwinds through this frame ("C-unwind"
+        // up to the exported `operator new`).
+        unsafe {
+            let throw: unsafe extern "C-unwind" fn() -> ! = core::mem::transmute(throw);
+            throw()
+        }
+    }
     gomalloc_core::os::fatal(format_args!(
-        "operator new: out of memory ({size} bytes, alignment {align}); aborting as an uncaught std::bad_alloc would"
+        "operator new: out of memory ({size} bytes, alignment {align}) and no C++ runtime to throw std::bad_alloc; aborting"
     ))
 }
 
@@ -342,7 +394,7 @@ pub fn cxx_new(size: usize) -> *mut c_void {
     // SAFETY: the calling thread's cache of the process-wide allocator.
     let p = unsafe { heap().alloc(cache(), size, NO_ALIGN) };
     if p.is_null() {
-        new_failed(size, NO_ALIGN);
+        return new_failed(size, NO_ALIGN);
     }
     p.cast()
 }
@@ -356,7 +408,7 @@ pub fn cxx_new_aligned(size: usize, align: usize) -> *mut c_void {
     // SAFETY: the calling thread's cache of the process-wide allocator.
     let p = unsafe { heap().alloc(cache(), size, align) };
     if p.is_null() {
-        new_failed(size, align);
+        return new_failed(size, align);
     }
     p.cast()
 }

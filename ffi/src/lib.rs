@@ -29,7 +29,9 @@
 //! dynamic loader, from a thread that is being set up or torn down, or from a
 //! signal-free but arbitrary point of libc (`fork`, `atexit`). So no exported
 //! function allocates through anything but the core, uses `std` I/O,
-//! `std::env`, `dlsym` or a lock of its own. The crate is `no_std` (outside
+//! `std::env`, `dlsym` or a lock of its own, with one exception: a throwing
+//! `operator new` the heap cannot satisfy looks up the C++ runtime's
+//! `new_handler` and `bad_alloc` thrower (`cxx.rs`). The crate is `no_std` (outside
 //! its unit tests) to make that hold by construction; diagnostics go through
 //! the core's allocation-free `os::eprint_line`/`os::fatal`.
 //!
@@ -38,7 +40,10 @@
 //! failure is a return value or a deliberate `abort()` with a message. Should a
 //! panic happen anyway (a bug), it cannot unwind into C: since Rust 1.81 a
 //! panic that reaches an `extern "C"` function aborts the process
-//! (`rust-version = "1.81"` in `Cargo.toml` makes that the floor).
+//! (`rust-version = "1.81"` in `Cargo.toml` makes that the floor). The four
+//! throwing `operator new`s are `extern "C-unwind"`, so that the
+//! `std::bad_alloc` they throw (or their `new_handler` throws) reaches the
+//! C++ caller.
 //!
 //! # Threads and fork
 //! The core gives each thread its cache on its first allocation and flushes
