@@ -14,8 +14,14 @@
  * aligned_alloc, memalign, valloc, pvalloc, malloc_usable_size, cfree, C23's
  * free_sized and free_aligned_sized,
  * glibc's __libc_malloc/__libc_free/__libc_calloc/__libc_realloc/
- * __libc_memalign, and C++ operator new/delete (plain, array, sized, aligned
- * and nothrow). Points where gomalloc's behaviour is worth knowing:
+ * __libc_memalign/__libc_valloc/__libc_pvalloc, and C++ operator new/delete
+ * (plain, array, sized, aligned and nothrow). glibc's mallinfo2 and mallinfo
+ * report gomalloc's heap (arena: mapped; uordblks: in use; fordblks: free
+ * pages; fsmblks: free room in small-object spans; hblks: large objects;
+ * keepcost: what a trim would release), malloc_trim is gom_collect (returns
+ * 1 if memory went back to the OS) and malloc_stats prints gomalloc's table;
+ * mallopt and malloc_info are glibc's own (they act on its unused heap).
+ * Points where gomalloc's behaviour is worth knowing:
  *
  *  - Alignment of malloc: each request is rounded up to a size class (Go's
  *    67 classes up to 32 KiB); a block is aligned to 8 bytes if its class

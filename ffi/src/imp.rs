@@ -419,6 +419,14 @@ pub fn cxx_new_aligned_nothrow(size: usize, align: usize) -> *mut c_void {
     aligned_alloc(align, size)
 }
 
+/// `malloc_trim`: `collect`; 1 if it returned memory to the OS, else 0.
+/// The padding glibc keeps at the top of its heap has no counterpart.
+pub fn trim() -> c_int {
+    let before = heap().stats().bytes_purged;
+    collect();
+    c_int::from(heap().stats().bytes_purged > before)
+}
+
 /// `gom_collect`: gives the calling thread's cached spans back and returns
 /// every free page to the OS.
 pub fn collect() {

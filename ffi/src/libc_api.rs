@@ -1,9 +1,13 @@
 //! The unprefixed malloc family with glibc's semantics, for `LD_PRELOAD` and
 //! static linking: each `extern "C"` function forwards to one function of
 //! `imp.rs`, which documents the behaviour. glibc's `__libc_*` entry points
-//! and the old `cfree` are the same functions under other names.
+//! and the old `cfree` are the same functions under other names. glibc's
+//! introspection calls `mallinfo`, `mallinfo2`, `malloc_stats` and
+//! `malloc_trim` report on (and trim) gomalloc's heap, through `stats.rs`
+//! and `imp.rs`; `mallopt` and `malloc_info` are left to glibc (they act on
+//! its own heap, which holds nothing).
 
-use crate::imp;
+use crate::{imp, stats};
 use core::ffi::{c_int, c_void};
 
 /// `malloc(3)`.
@@ -159,4 +163,42 @@ pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
 #[no_mangle]
 pub extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
     imp::memalign(align, size)
+}
+
+/// glibc's `__libc_valloc`.
+#[no_mangle]
+pub extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
+    imp::valloc(size)
+}
+
+/// glibc's `__libc_pvalloc`.
+#[no_mangle]
+pub extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
+    imp::pvalloc(size)
+}
+
+/// `malloc_trim`: returns free memory to the OS (`gom_collect`); 1 if some
+/// was returned, else 0. `pad` is ignored.
+#[no_mangle]
+pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    imp::trim()
+}
+
+/// `mallinfo2`: gomalloc's figures in glibc's fields (see `stats.rs`).
+#[no_mangle]
+pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
+    stats::mallinfo2()
+}
+
+/// `mallinfo`: as `mallinfo2`, each field capped at `INT_MAX`.
+#[no_mangle]
+pub extern "C" fn mallinfo() -> libc::mallinfo {
+    stats::mallinfo()
+}
+
+/// `malloc_stats`: gomalloc's statistics table to stderr.
+#[no_mangle]
+pub extern "C" fn malloc_stats() {
+    // SAFETY: no callback: the table goes to stderr.
+    unsafe { stats::print(None, core::ptr::null_mut()) }
 }

@@ -1,7 +1,8 @@
 //! `gom_stats_get` and `gom_stats_print`: the C view of the core's
-//! [`Stats`](gomalloc_core::Stats) and its printer.
+//! [`Stats`](gomalloc_core::Stats) and its printer; glibc's `mallinfo2` and
+//! `mallinfo` from the same figures.
 //!
-//! Called by `gom.rs`. Calls the core's `stats()` and `print_stats()`. No
+//! Called by `gom.rs` and `libc_api.rs`. Calls the core's `stats()` and `print_stats()`. No
 //! state; nothing here allocates (the table is formatted through a line
 //! buffer on the stack).
 
@@ -84,6 +85,48 @@ fn snapshot() -> GomStats {
         *o = GomClassStats { object_size: c.object_size, objects_in_use: c.objects_in_use, spans: c.spans };
     }
     out
+}
+
+/// glibc's `mallinfo2`, filled from gomalloc's figures in the spirit of
+/// each field (glibc's describe its own arenas, which gomalloc does not
+/// have): `arena` the address space mapped for the heap, `hblks` the large
+/// objects in use, `uordblks` the bytes in live blocks, `fsmblks` the free
+/// room inside small-object spans, `fordblks` the free pages (resident or
+/// released), `keepcost` the free resident pages `malloc_trim` would
+/// release. The other fields are 0.
+pub fn mallinfo2() -> libc::mallinfo2 {
+    let s = gomalloc_core::global_allocator().stats();
+    libc::mallinfo2 {
+        arena: s.bytes_mapped,
+        ordblks: 0,
+        smblks: 0,
+        hblks: s.large_objects,
+        hblkhd: 0,
+        usmblks: 0,
+        fsmblks: s.bytes_in_spans.saturating_sub(s.bytes_in_use),
+        uordblks: s.bytes_in_use,
+        fordblks: s.bytes_free_retained + s.bytes_released,
+        keepcost: s.bytes_free_retained,
+    }
+}
+
+/// glibc's `mallinfo`: `mallinfo2` with each figure capped at `INT_MAX`
+/// (glibc's wraps around).
+pub fn mallinfo() -> libc::mallinfo {
+    let m = mallinfo2();
+    let int = |v: usize| v.min(c_int::MAX as usize) as c_int;
+    libc::mallinfo {
+        arena: int(m.arena),
+        ordblks: int(m.ordblks),
+        smblks: int(m.smblks),
+        hblks: int(m.hblks),
+        hblkhd: int(m.hblkhd),
+        usmblks: int(m.usmblks),
+        fsmblks: int(m.fsmblks),
+        uordblks: int(m.uordblks),
+        fordblks: int(m.fordblks),
+        keepcost: int(m.keepcost),
+    }
 }
 
 /// Fills as much of `*out` as its leading `size` field says it has room for,

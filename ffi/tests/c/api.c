@@ -21,6 +21,8 @@ void *__libc_calloc(size_t n, size_t size);
 void *__libc_realloc(void *p, size_t size);
 void __libc_free(void *p);
 void *__libc_memalign(size_t align, size_t size);
+void *__libc_valloc(size_t size);
+void *__libc_pvalloc(size_t size);
 
 /* C++ operators, by their mangled names (nothrow_t is passed by reference). */
 void *_Znwm(size_t size);
@@ -270,6 +272,61 @@ static void test_aligned(void) {
     CHECK(valloc(HUGE) == NULL && errno == ENOMEM, "valloc ENOMEM: errno %d", errno);
 }
 
+/* glibc's introspection calls report on gomalloc's heap. */
+static void test_introspection(void) {
+    enum { N = 1000 };
+    static void *blocks[N];
+    struct mallinfo2 before = GOM(mallinfo2)();
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc(1000);
+        memset(blocks[i], i, 1000);
+    }
+    struct mallinfo2 during = GOM(mallinfo2)();
+    CHECK(during.uordblks >= before.uordblks + N * 1000, "mallinfo2: uordblks %zu -> %zu after %d x 1000 B",
+          before.uordblks, during.uordblks, N);
+    CHECK(during.arena >= during.uordblks, "mallinfo2: arena %zu < uordblks %zu", during.arena, during.uordblks);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    struct mallinfo old = GOM(mallinfo)();
+#pragma GCC diagnostic pop
+    CHECK(old.uordblks > 0 && (size_t)old.uordblks <= during.uordblks + (1 << 20), "mallinfo: uordblks %d", old.uordblks);
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    /* Freed pages for malloc_trim to return. */
+    char *big = malloc(64 << 20);
+    memset(big, 1, 64 << 20);
+    free(big);
+    struct mallinfo2 after = GOM(mallinfo2)();
+    CHECK(after.uordblks < during.uordblks, "mallinfo2: uordblks %zu after freeing, %zu before", after.uordblks,
+          during.uordblks);
+    CHECK(GOM(malloc_trim)(0) == 1, "malloc_trim released nothing");
+    struct mallinfo2 trimmed = GOM(mallinfo2)();
+    CHECK(trimmed.keepcost < after.keepcost || after.keepcost == 0, "malloc_trim: keepcost %zu -> %zu",
+          after.keepcost, trimmed.keepcost);
+    /* malloc_stats prints gomalloc's table to stderr. */
+    char path[] = "/tmp/gomalloc-malloc-stats-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    GOM(malloc_stats)();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char text[256] = {0};
+    ssize_t got = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    unlink(path);
+    CHECK(got > 0 && strstr(text, "gomalloc statistics") != NULL, "malloc_stats printed: %s", text);
+    /* glibc's other entry points. */
+    void *p = GOM(__libc_valloc)(10);
+    check_block(p, 10, (size_t)sysconf(_SC_PAGESIZE), "__libc_valloc");
+    free(p);
+    p = GOM(__libc_pvalloc)(10);
+    check_block(p, (size_t)sysconf(_SC_PAGESIZE), (size_t)sysconf(_SC_PAGESIZE), "__libc_pvalloc");
+    free(p);
+}
+
 static void test_glibc_names(void) {
     void *p = GOM(__libc_malloc)(100);
     check_block(p, 100, 16, "__libc_malloc");
@@ -507,6 +564,7 @@ int main(int argc, char **argv) {
     test_realloc();
     test_aligned();
     test_glibc_names();
+    test_introspection();
     test_cxx_operators();
     test_gom_api();
     puts("api: ok");
