@@ -28,6 +28,8 @@
  *    size is 8 or 24 (requests of 1-8 and 17-24 bytes), and to 16 bytes or
  *    more otherwise, so every object type that fits in the request is
  *    suitably aligned. Blocks over 32 KiB are aligned to 8 KiB.
+ *  - calloc zeroes the bytes asked for; the slack up to malloc_usable_size
+ *    may hold old data (glibc's is zero).
  *  - realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns NULL
  *    (glibc's choice). aligned_alloc rejects an alignment that is not a power
  *    of two with EINVAL (as glibc 2.38 and C23 do); memalign rounds it up to

@@ -88,9 +88,9 @@
 //! diagnostics" has the table.
 //!
 //! # What is not done yet
-//! The C library and the GC arena are separate work; guard pages at the ends
-//! of small-object spans and large-object canaries for the secure build are
-//! not done. See the README.
+//! Guard pages at the ends of small-object spans and large-object canaries
+//! for the secure build. The C library is the `gomalloc-ffi` crate
+//! (`ffi/`); the garbage-collected arena is `gc`. See the README.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
