@@ -64,6 +64,8 @@ pub const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
 const ARENA_PAGES: usize = ARENA_SIZE / PAGE_SIZE;
 /// User address space covered by the index.
 const ADDRESS_BITS: usize = 47;
+/// Largest arena: the whole user address space, in pages.
+const MAX_ARENA_PAGES: usize = (1 << ADDRESS_BITS) / PAGE_SIZE;
 const INDEX_LEN: usize = 1 << (ADDRESS_BITS - ARENA_SHIFT);
 /// Free dirty memory always retained for reuse before scavenging starts.
 const RETAIN_MIN_PAGES: usize = (16 << 20) / PAGE_SIZE;
@@ -529,9 +531,22 @@ impl MHeap {
     /// `align_pages`, registers it, and links it in address order.
     fn grow(&self, h: &mut HeapInner, npages: usize, align_pages: usize) -> Option<*mut Arena> {
         let need = npages.checked_add(align_pages)?;
-        let mut total = need.checked_next_multiple_of(ARENA_PAGES)?;
-        while total - Arena::header_bytes(total).div_ceil(PAGE_SIZE) < need {
-            total = total.checked_add(ARENA_PAGES)?;
+        if need > MAX_ARENA_PAGES {
+            return None;
+        }
+        let mut total = need.next_multiple_of(ARENA_PAGES);
+        // Room for the header too: each step adds what is missing, so this
+        // ends in two or three (one 64 MiB step at a time took 2^27 steps,
+        // under the heap lock, for a request of `isize::MAX` bytes).
+        loop {
+            let room = total - Arena::header_bytes(total).div_ceil(PAGE_SIZE);
+            if room >= need {
+                break;
+            }
+            total += (need - room).next_multiple_of(ARENA_PAGES);
+        }
+        if total > MAX_ARENA_PAGES {
+            return None;
         }
         let bytes = total.checked_mul(PAGE_SIZE)?;
         if self.index.load(PlainOrdering::Relaxed).is_null() {
@@ -542,7 +557,11 @@ impl MHeap {
             // Release pairs with the Acquire in `arena_of`.
             self.index.store(index.cast(), PlainOrdering::Release);
         }
-        let base = os::map_aligned(bytes, ARENA_SIZE);
+        // An arena larger than the granule holds one large request: the
+        // kernel's overcommit policy may refuse it, as it would glibc's.
+        // Reserved without that check, a request for a terabyte succeeded,
+        // and its page table (8 bytes per page, 1 GiB) was then written.
+        let base = os::map_aligned(bytes, ARENA_SIZE, total > ARENA_PAGES);
         if base.is_null() {
             return None;
         }

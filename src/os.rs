@@ -10,14 +10,17 @@ use core::ptr;
 
 /// Maps `len` bytes of zeroed, readable and writable private memory whose
 /// start is a multiple of `align` (a power of two at least the OS page).
-/// Swap is not reserved (`MAP_NORESERVE`): pages cost memory only once touched.
+/// Swap is not reserved (`MAP_NORESERVE`): pages cost memory only once
+/// touched. With `checked`, the mapping is not `MAP_NORESERVE`, so that the
+/// kernel's overcommit policy judges it as it judges glibc's `malloc` of a
+/// large block (the default heuristic refuses one larger than RAM plus swap).
 /// Returns null when the OS refuses.
-pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
+pub fn map_aligned(len: usize, align: usize, checked: bool) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     let Some(reserve) = len.checked_add(align) else {
         return ptr::null_mut();
     };
-    let base = map(reserve);
+    let base = map_with(reserve, if checked { 0 } else { libc::MAP_NORESERVE });
     if base.is_null() {
         return base;
     }
@@ -36,8 +39,13 @@ pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
     start as *mut u8
 }
 
-/// Maps `len` bytes of zeroed private memory; null when the OS refuses.
+/// Maps `len` bytes of zeroed private memory (`MAP_NORESERVE`); null when
+/// the OS refuses.
 pub fn map(len: usize) -> *mut u8 {
+    map_with(len, libc::MAP_NORESERVE)
+}
+
+fn map_with(len: usize, flags: libc::c_int) -> *mut u8 {
     // SAFETY: an anonymous mapping at an address of the kernel's choosing
     // touches no existing memory.
     let p = unsafe {
@@ -45,7 +53,7 @@ pub fn map(len: usize) -> *mut u8 {
             ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
             -1,
             0,
         )

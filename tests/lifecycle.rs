@@ -188,6 +188,42 @@ fn alignments_beyond_an_arena_align_the_address() {
     assert_eq!(a.heap().counters().pages_in_use, 0);
 }
 
+/// Requests no machine could back fail at once: beyond the address space
+/// (the arena-size search used to take 2^27 steps under the heap lock for
+/// `isize::MAX` bytes), and, under the kernel's default overcommit
+/// heuristic, beyond RAM plus swap, as glibc's do (arenas are reserved
+/// without swap accounting, so a terabyte request succeeded and wrote a
+/// gigabyte of page table). Nothing is mapped for either.
+#[test]
+fn requests_no_machine_could_back_fail() {
+    let a = Box::new(Allocator::new(None));
+    let mapped = a.heap().counters().mapped_bytes;
+    with_cache(&a, |c| {
+        for size in [isize::MAX as usize - (1 << 20), 1 << 50, 1 << 47] {
+            // SAFETY: `c` is this thread's cache of `a`.
+            assert!(unsafe { a.alloc(c, size, 8) }.is_null(), "{size} bytes");
+        }
+        let policy = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+        if policy.trim() != "0" {
+            eprintln!(
+                "overcommit policy {:?}, not the heuristic: the RAM-plus-swap case is not checked",
+                policy.trim()
+            );
+            return;
+        }
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib = |key: &str| -> usize {
+            let line = meminfo.lines().find(|l| l.starts_with(key)).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap()
+        };
+        let backable = (kib("MemTotal:") + kib("SwapTotal:")) << 10;
+        let size = (2 * backable).next_power_of_two();
+        // SAFETY: as above.
+        assert!(unsafe { a.alloc(c, size, 8) }.is_null(), "{size} bytes with {backable} of RAM and swap");
+    });
+    assert_eq!(a.heap().counters().mapped_bytes, mapped, "a failed request mapped an arena");
+}
+
 /// A loop of aligned allocations and frees reuses its address space: freed
 /// runs parked in the large-object cache are in use to the page heap, and an
 /// aligned request takes none of them, so each round once mapped a new
