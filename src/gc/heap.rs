@@ -668,10 +668,21 @@ impl HeapInner {
         // mutators that allocate them, a page fault apiece. It keeps what
         // Go's scavenger keeps, the goal plus 10%, within the memory limit;
         // none when collection is off (the heap has no goal to come back
-        // to). Not the heap's last peak: early cycles overshoot a 4 MiB goal
-        // many times over, and a reservation scaled from that peak once
-        // grew binary-trees' resident memory from 0.3 to 6 GiB.
-        let reserve = if goal == usize::MAX { 0 } else { (goal + goal / 10).min(limit) / PAGE_SIZE };
+        // to). Not the heap's last peak alone: early cycles overshoot a
+        // 4 MiB goal many times over, and a reservation scaled from that
+        // peak once grew binary-trees' resident memory from 0.3 to 6 GiB.
+        // Nor the goal alone: the collector populates the reservation, and
+        // with `gc_percent` at 10^6 over 5 MiB live it faulted in tens of
+        // GiB the heap had never used until the process was killed. So the
+        // smaller of the goal and the heap as the cycle left it (not swept
+        // yet: its peak), plus 10%.
+        let peak = self.in_use.load(Ordering::Relaxed).max(live);
+        let reserve = if goal == usize::MAX {
+            0
+        } else {
+            let grows_back_to = goal.min(peak);
+            (grows_back_to + grows_back_to / 10).min(limit) / PAGE_SIZE
+        };
         self.reserve_pages(reserve);
         // Start early enough for a concurrent mark to finish before the goal.
         let trigger = if goal == usize::MAX { usize::MAX } else { live + (goal - live.min(goal)) * 7 / 8 };
