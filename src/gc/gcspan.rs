@@ -81,6 +81,26 @@ pub struct GcSpan {
 
 const _: () = assert!(core::mem::size_of::<GcSpan>() <= HEADER_BYTES);
 
+/// Drops a dead object's value, catching a panic from its `Drop`: the
+/// sweep must finish, since the span's bits, its list and the count of
+/// sweeps in flight are consistent only once it has. A panic that left a
+/// lazy sweep half done once had the span handed back twice and its pages
+/// freed twice, and the heap wait for ever for the sweep to end. The panic
+/// is reported, like a finalizer's, and the sweep goes on; the value's other
+/// fields were dropped as the panic unwound through them.
+///
+/// # Safety
+/// `obj` is an initialised object nothing will use again.
+unsafe fn drop_dead(obj: *mut GcBox<()>) {
+    // SAFETY: forwarded: the object is dead and initialised.
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { ((*obj).desc.drop)(obj) }));
+    if dropped.is_err() {
+        // SAFETY: the descriptor is not part of the dropped value.
+        let name = unsafe { ((*obj).desc.name)() };
+        crate::os::eprint_line(format_args!("gomalloc::gc: the Drop of a {name} panicked during a sweep; continuing"));
+    }
+}
+
 /// What a sweep found.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SweepResult {
@@ -304,12 +324,11 @@ impl GcSpan {
             while dead != 0 {
                 let i = w * 64 + dead.trailing_zeros() as usize;
                 dead &= dead - 1;
-                let obj = self.object(i);
                 // SAFETY: an allocated slot holds an initialised box; it is
                 // unreachable (unmarked after a complete mark), so nothing
                 // reads it again. Its `Drop` reaches no GC object (derive
                 // forbids `Drop` on traced types).
-                unsafe { ((*obj).desc.drop)(obj) };
+                unsafe { drop_dead(self.object(i)) };
             }
             r.live += (alloc & marked).count_ones() as usize;
             // Objects allocated black since marking began are marked too.
@@ -335,10 +354,9 @@ impl GcSpan {
             while alloc != 0 {
                 let i = w * 64 + alloc.trailing_zeros() as usize;
                 alloc &= alloc - 1;
-                let obj = self.object(i);
                 // SAFETY: an allocated slot holds an initialised box that the
                 // caller will never use again.
-                unsafe { ((*obj).desc.drop)(obj) };
+                unsafe { drop_dead(self.object(i)) };
             }
             self.alloc_bits[w].store(0, Ordering::Relaxed);
         }

@@ -138,7 +138,12 @@
 //!        fn drop(&mut self) { let _ = self.next.get(); }
 //!    }
 //!    ```
-//!    `#[gc(skip)]` fields must be `'static`, and no handle is.
+//!    `#[gc(skip)]` fields must be `'static`, and no handle is. A `Drop`
+//!    that panics does not unwind out of the sweep: the sweep catches it,
+//!    prints a line and goes on (a half-done sweep left a span listed twice
+//!    and its pages freed twice; `tests/gc_drop_panic.rs`). A `Drop` that
+//!    enters the heap it is swept by, inside a scope, panics ("not
+//!    reentrant"), which is caught the same way.
 //!
 //! 7. **Marking and sweeping never overlap on a span, and no span carries an
 //!    old cycle's marks into a new one.** Sweeping clears mark bits, so it is

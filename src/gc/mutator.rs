@@ -348,6 +348,9 @@ impl MutatorState {
         }
         let old = c.spans[class];
         if !old.is_null() {
+            // Out of the cache before it goes back: nothing after this may
+            // find it here (a second hand-back would list it twice).
+            c.spans[class] = core::ptr::null_mut();
             heap.return_from_cache(old);
         }
         loop {
