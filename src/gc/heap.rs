@@ -31,7 +31,9 @@
 //!    of mutators outside `enter` are flushed. Mutators inside `enter` flush
 //!    their own at their next allocation (they allocate black until then).
 //! 6. Sweep: the collector thread sweeps in the background; mutators sweep
-//!    lazily when they need a span.
+//!    lazily when they need a span. An automatic cycle a mutator asks for
+//!    starts only if the heap is still over its trigger once the collector
+//!    has swept what is left (`cycle_still_due`).
 //!
 //! # Concurrency
 //! Span lists: one `Mutex`. Grey queue: one `Mutex` (`mark.rs`); each
@@ -233,6 +235,10 @@ pub(crate) struct HeapInner {
     /// Pages reserved with the page heap's scavenger for this heap to grow
     /// back into (see `set_goal`).
     pub reserved_pages: AtomicUsize,
+    /// The most the heap held during its last cycle: at the start, before
+    /// sweep termination sweeps the cycle before's garbage, or at the flip,
+    /// before this cycle's is swept (see `set_goal`).
+    pub cycle_peak: AtomicUsize,
     /// Pages of all this heap's spans, those in mutator caches included
     /// (`count_pages`): `stats` reads it rather than walk the span lists
     /// under their lock, which at a 400 MiB heap held that lock for 0.7 ms
@@ -297,6 +303,7 @@ impl HeapInner {
             trigger: AtomicUsize::new(0),
             goal: AtomicUsize::new(0),
             reserved_pages: AtomicUsize::new(0),
+            cycle_peak: AtomicUsize::new(0),
             span_pages: AtomicUsize::new(0),
             allocated: ObjectTally::new(),
             freed: ObjectTally::new(),
@@ -647,7 +654,8 @@ impl HeapInner {
 
     // ---- pacing ----
 
-    /// Recomputes the goal and trigger from the live heap.
+    /// Recomputes the goal and trigger from the live heap, and the
+    /// reservation from the goal and `cycle_peak` (see below).
     pub fn set_goal(&self, live: usize) {
         let percent = self.gc_percent.load(Ordering::Relaxed);
         let limit = self.memory_limit.load(Ordering::Relaxed);
@@ -674,9 +682,10 @@ impl HeapInner {
         // Nor the goal alone: the collector populates the reservation, and
         // with `gc_percent` at 10^6 over 5 MiB live it faulted in tens of
         // GiB the heap had never used until the process was killed. So the
-        // smaller of the goal and the heap as the cycle left it (not swept
-        // yet: its peak), plus 10%.
-        let peak = self.in_use.load(Ordering::Relaxed).max(live);
+        // smaller of the goal and the heap's peak: as the cycle left it (not swept
+        // yet) or at the cycle's start (before sweep termination swept the
+        // previous cycle's garbage), whichever is more, plus 10%.
+        let peak = self.cycle_peak.load(Ordering::Relaxed).max(live);
         let reserve = if goal == usize::MAX {
             0
         } else {
@@ -687,6 +696,20 @@ impl HeapInner {
         // Start early enough for a concurrent mark to finish before the goal.
         let trigger = if goal == usize::MAX { usize::MAX } else { live + (goal - live.min(goal)) * 7 / 8 };
         self.trigger.store(trigger, Ordering::Relaxed);
+    }
+
+    /// Whether an automatic cycle a mutator asked for is still due once the
+    /// last cycle's garbage is swept. Until it is, `in_use` still counts
+    /// that garbage, and a mutator that allocated just after a flip found
+    /// it over the trigger: the collector then ran a second cycle at once
+    /// over a heap that sweep termination had just brought back to its live
+    /// size, every other cycle a wasted mark (and a reservation cut to that
+    /// size, its pages released and faulted back). Go's trigger never sees
+    /// unswept garbage: its live heap restarts from the marked bytes. The
+    /// sweep done here is one the cycle's sweep termination would do.
+    fn cycle_still_due(&self) -> bool {
+        while self.sweep_batch() != 0 {}
+        self.in_use.load(Ordering::Relaxed) >= self.trigger.load(Ordering::Relaxed)
     }
 
     /// Called by mutators on their allocation slow path.
@@ -739,6 +762,7 @@ impl HeapInner {
     pub fn run_cycle(&self, forced: bool) {
         self.run_cycle_hooks();
         let t0 = Instant::now();
+        let in_use_at_start = self.in_use.load(Ordering::Relaxed);
         let cpu0 = thread_cpu_time();
         // 1. Sweep termination. No span may enter marking with an older
         // cycle's mark bits: `shade` would take such a bit for this cycle's
@@ -835,6 +859,7 @@ impl HeapInner {
         self.mark_done.store(false, Ordering::SeqCst);
         self.flush_idle_caches();
         let flip_time = flip_begin.elapsed();
+        self.cycle_peak.store(in_use_at_start.max(self.in_use.load(Ordering::Relaxed)), Ordering::Relaxed);
         self.set_goal(live);
 
         let cycle_time = t0.elapsed();
@@ -1056,10 +1081,21 @@ fn collector_main(heap: Weak<HeapInner>, control: Arc<Control>) {
                 }
             }
             st.requested = false;
-            st.running = true;
             std::mem::take(&mut st.forced)
         };
         let Some(h) = heap.upgrade() else { return };
+        if !forced && !h.cycle_still_due() {
+            continue;
+        }
+        let forced = {
+            // Marked running only now, so `collect_blocking` never counts
+            // on a cycle that was then found not due. A forced request that
+            // came meanwhile is served by this cycle.
+            let mut st = control.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.requested = false;
+            st.running = true;
+            forced | std::mem::take(&mut st.forced)
+        };
         h.run_cycle(forced);
         {
             let mut st = control.state.lock().unwrap_or_else(|e| e.into_inner());
