@@ -200,7 +200,8 @@ int gom_version(void);
  *     the other thread reads it inside its own scope. Scopes do
  *     not nest (per heap and thread). The collector finishes a cycle only
  *     when every thread has left the scope it was in when the cycle began:
- *     keep scopes short in long-running loops (leave and enter again).
+ *     keep scopes short in long-running loops (leave and enter again). A
+ *     thread that exits inside a scope leaves it as it exits.
  *  2. Writes. Every store of a GC pointer (or NULL) into a pointer field of
  *     a GC object goes through gom_gc_write, including the first one into a
  *     new object. Pointer fields are void*-sized and aligned. Fields that
@@ -230,15 +231,22 @@ int gom_version(void);
  *     first; objects in a cycle through finalizable objects are never
  *     finalized nor freed. Pending finalizers do not run at heap shutdown.
  *  6. Heaps. A GC pointer belongs to one heap: it may only be stored into
- *     objects, roots and weak handles of that heap.
+ *     objects, roots and weak handles of that heap. A heap does not survive
+ *     fork(): its collector thread is not in the child, so there no cycle
+ *     runs, gom_gc_collect never returns and gom_gc_heap_free aborts; a
+ *     child that needs a GC heap makes a new one (as a Go program cannot
+ *     fork its runtime either).
  *
  * Misuse the library can detect cheaply stops the process with a one-line
  * message on stderr ("gomalloc: gom_gc_...: ...") and abort(): a NULL heap
  * or type, an operation that needs a scope called outside one, nested or
  * unbalanced scopes, gom_gc_collect, gom_gc_heap_free or
- * gom_gc_thread_detach inside a scope of the same heap, a pointer that is not the start of a live object's payload
- * of this heap (an object of another heap included), a root or weak handle
- * used with another heap, a slot outside its object. Only gom_gc_set_finalizer and gom_gc_stats return error codes.
+ * gom_gc_thread_detach inside a scope of the same heap, gom_gc_heap_free
+ * while another thread is inside one, a pointer that is not the start of a
+ * live object's payload of this heap (an object of another heap included),
+ * a root or weak handle used with another heap, a slot outside its object,
+ * gom_gc_write into an object whose type has no trace callback. Only
+ * gom_gc_set_finalizer and gom_gc_stats return error codes.
  * Every function is thread-safe. Environment: GOMALLOC_GC_PERCENT,
  * GOMALLOC_MEMORY_LIMIT and GOMALLOC_GCTRACE=1 (see the README).
  * ====================================================================== */
@@ -276,8 +284,9 @@ gom_gc_heap *gom_gc_heap_new(void);
 /* Gives up the heap pointer (not usable afterwards). The heap shuts down
  * (collector and finalizer threads stopped, destructors run for every
  * object, pending finalizers dropped) now, or when the last root or weak
- * handle still alive is freed. Must not be called inside a scope of the
- * heap. */
+ * handle still alive is freed, or, if a finalizer is running, when it
+ * returns (the destructors then run on the finalizer thread). No thread
+ * may be inside a scope of the heap. */
 void gom_gc_heap_free(gom_gc_heap *heap);
 
 /* Registers the calling thread with the heap now (gom_gc_enter does on

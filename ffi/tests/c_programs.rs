@@ -414,7 +414,10 @@ fn gc_misuse_aborts_with_a_message() {
         ("leave-outside", "gomalloc: gom_gc_leave: the thread is not inside a scope"),
         ("collect-in-scope", "gomalloc: gom_gc_collect: called inside a scope"),
         ("write-wrong-heap", "gomalloc: gom_gc_write (value): 0x"),
-        ("root-wrong-heap", "a Root used with a mutator of another heap"),
+        ("root-wrong-heap", "gomalloc: gom_gc_root_get: the root belongs to another heap"),
+        ("weak-wrong-heap", "gomalloc: gom_gc_weak_get: the weak handle belongs to another heap"),
+        ("write-leaf-object", "gomalloc: gom_gc_write: the object's type has no trace callback"),
+        ("free-while-other-inside", "gomalloc: gom_gc_heap_free: another thread is inside a scope of the heap"),
         ("write-bad-slot", "gomalloc: gom_gc_write: the slot is not an aligned pointer field"),
         ("write-not-object", "is not a live object of this GC heap"),
     ];

@@ -90,15 +90,31 @@ impl<'gc> Mutator<'gc> {
         gc: Gc<'gc, R::Of<'gc>>,
         f: impl for<'a> FnOnce(&Mutator<'a>, Gc<'a, R::Of<'a>>) + Send + 'static,
     ) {
+        assert!(
+            self.try_set_finalizer::<R>(gc, f),
+            "gomalloc::gc: set_finalizer on an object that already has a finalizer"
+        );
+    }
+
+    /// `set_finalizer`, but false (and `f` dropped) if the object already
+    /// has a finalizer: the check and the registration under one hold of
+    /// the table's lock, so that of two threads racing, one wins and the
+    /// other is told.
+    pub(crate) fn try_set_finalizer<R: Rebrand>(
+        &self,
+        gc: Gc<'gc, R::Of<'gc>>,
+        f: impl for<'a> FnOnce(&Mutator<'a>, Gc<'a, R::Of<'a>>) + Send + 'static,
+    ) -> bool {
         let erased: ErasedFinalizer = Box::new(move |m: &Mutator<'_>, p: *const GcBox<()>| call::<R, _>(f, m, p));
         let heap = self.heap();
         let obj = gc.erased();
-        self.state().with_barrier(heap, |marking| {
+        let registered = self.state().with_barrier(heap, |marking| {
             let mut t = heap.finalizers.lock();
-            assert!(
-                !t.registered.contains_key(&(obj as usize)),
-                "gomalloc::gc: set_finalizer on an object that already has a finalizer"
-            );
+            if t.registered.contains_key(&(obj as usize)) {
+                // The lock goes before `erased` (and what it captured) drops.
+                drop(t);
+                return false;
+            }
             t.registered.insert(obj as usize, erased);
             drop(t);
             if marking {
@@ -107,8 +123,12 @@ impl<'gc> Mutator<'gc> {
                 // are marked if the object turns out unreachable.
                 heap.trace_object(obj);
             }
+            true
         });
-        heap.ensure_finalizer_thread(&self.heap_arc());
+        if registered {
+            heap.ensure_finalizer_thread(&self.heap_arc());
+        }
+        registered
     }
 
     /// Removes `gc`'s finalizer, if it has one that has not been queued yet.

@@ -148,9 +148,10 @@ impl MutatorState {
         }
     }
 
-    /// True if the owning thread is inside `enter` (asked by that thread:
-    /// only it moves the word between 0 and a cycle number). For the C API.
-    #[cfg(not(gomalloc_loom))]
+    /// True if the owning thread is inside `enter`. Exact when asked by that
+    /// thread (only it moves the word between 0 and a cycle number); from
+    /// another thread, a snapshot (the C API's misuse check in
+    /// `gom_gc_heap_free`, where a thread entering meanwhile is misuse too).
     pub fn inside(&self) -> bool {
         let e = self.entered.load(Ordering::Relaxed);
         e != 0 && e != LOCKED
@@ -464,10 +465,17 @@ struct Registration {
 }
 
 impl Drop for Registration {
-    /// Thread exit: the thread is outside `enter`; its cache goes back and it
-    /// leaves the heap's mutator list.
+    /// Thread exit: its cache goes back and it leaves the heap's mutator
+    /// list. A thread that ends inside a scope (a C thread that returned
+    /// without `gom_gc_leave`) leaves it here first: its handles died with
+    /// its stack. Left inside, its cache could not be flushed, so its spans
+    /// were never swept again, and their stale mark bits hid live objects
+    /// from later cycles (an object reachable from a root was freed).
     fn drop(&mut self) {
         if let Some(heap) = self.heap.upgrade() {
+            if self.state.inside() {
+                self.state.leave(&heap);
+            }
             self.state.flush_if_idle(&heap);
             // Before it leaves the list the collector takes buffers from.
             self.state.flush_greys(&heap);

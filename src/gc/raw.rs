@@ -310,6 +310,11 @@ pub unsafe fn heap_free(h: *mut CHeap) {
     if mutator::state_for(&arc).inside() {
         misuse("gom_gc_heap_free", "called inside a scope of the heap");
     }
+    // Another thread's scope would keep its cache (and the objects in it)
+    // from ever being flushed and destroyed.
+    if arc.mutators.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|m| m.inside()) {
+        misuse("gom_gc_heap_free", "another thread is inside a scope of the heap");
+    }
     drop(HeapRef(ManuallyDrop::into_inner(arc)));
 }
 
@@ -432,6 +437,10 @@ pub unsafe fn write(h: *mut CHeap, obj: *mut c_void, slot: *mut *mut c_void, val
         in_scope(h, "gom_gc_write", |m| {
             let heap = m.heap();
             let o = resolve(heap, obj, "gom_gc_write (object)");
+            if !(*o).desc.holds_gc {
+                // Never traced: what it points to would be freed under it.
+                misuse("gom_gc_write", "the object's type has no trace callback, so its pointer fields are not traced");
+            }
             let size = (*type_of_box(o)).size;
             let (start, s) = (obj as usize, slot as usize);
             if s < start || s - start + size_of::<*mut c_void>() > size || s % align_of::<*mut c_void>() != 0 {
@@ -474,8 +483,16 @@ pub unsafe fn root_new(h: *mut CHeap, obj: *mut c_void) -> *mut CRoot {
 /// # Safety
 /// `h` and `r` are live handles of the same heap.
 pub unsafe fn root_get(h: *mut CHeap, r: *mut CRoot) -> *mut c_void {
-    // SAFETY: forwarded; `Root::get` checks the heap.
-    unsafe { in_scope(h, "gom_gc_root_get", |m| payload_of((*root(r)).get(m).erased())) }
+    // SAFETY: forwarded; the root's heap is checked.
+    unsafe {
+        in_scope(h, "gom_gc_root_get", |m| {
+            let r = &*root(r);
+            if !r.belongs_to(m.heap()) {
+                misuse("gom_gc_root_get", "the root belongs to another heap");
+            }
+            payload_of(r.get(m).erased())
+        })
+    }
 }
 
 /// `gom_gc_root_set`: points the root at `obj`.
@@ -483,11 +500,15 @@ pub unsafe fn root_get(h: *mut CHeap, r: *mut CRoot) -> *mut c_void {
 /// # Safety
 /// `h` and `r` are live handles of the same heap.
 pub unsafe fn root_set(h: *mut CHeap, r: *mut CRoot, obj: *mut c_void) {
-    // SAFETY: forwarded; the object is checked, `Root::set` checks the heap.
+    // SAFETY: forwarded; the object and the root's heap are checked.
     unsafe {
         in_scope(h, "gom_gc_root_set", |m| {
+            let r = &*root(r);
+            if !r.belongs_to(m.heap()) {
+                misuse("gom_gc_root_set", "the root belongs to another heap");
+            }
             let o = resolve(m.heap(), obj, "gom_gc_root_set");
-            (*root(r)).set(m, gc(o));
+            r.set(m, gc(o));
         })
     }
 }
@@ -534,10 +555,14 @@ pub unsafe fn weak_get(h: *mut CHeap, w: *mut CWeak) -> *mut c_void {
     if w.is_null() {
         misuse("gom_gc_weak_get", "the weak handle is NULL");
     }
-    // SAFETY: forwarded; the root inside checks the heap.
+    // SAFETY: forwarded; the handle's heap is checked.
     unsafe {
         in_scope(h, "gom_gc_weak_get", |m| {
-            (*w.cast::<WeakRoot<RawObject>>()).get(m).map_or(core::ptr::null_mut(), |g| payload_of(g.erased()))
+            let w = &*w.cast::<WeakRoot<RawObject>>();
+            if !w.belongs_to(m.heap()) {
+                misuse("gom_gc_weak_get", "the weak handle belongs to another heap");
+            }
+            w.get(m).map_or(core::ptr::null_mut(), |g| payload_of(g.erased()))
         })
     }
 }
@@ -586,11 +611,11 @@ pub unsafe fn set_finalizer(h: *mut CHeap, obj: *mut c_void, f: Option<Finalizer
             let Some(fin) = fin else {
                 return if m.clear_finalizer(gc(o)) { 0 } else { libc::ENOENT };
             };
-            if m.heap().finalizers.lock().registered.contains_key(&(o as usize)) {
-                return libc::EEXIST;
+            if m.try_set_finalizer::<RawObject>(gc(o), move |_, g| run(fin, g)) {
+                0
+            } else {
+                libc::EEXIST
             }
-            m.set_finalizer::<RawObject>(gc(o), move |_, g| run(fin, g));
-            0
         })
     }
 }

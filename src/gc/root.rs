@@ -12,7 +12,7 @@
 //! cycle that has started, and the collector waits for its shading before it
 //! ends marking (see `mod.rs`).
 
-use crate::gc::heap::HeapRef;
+use crate::gc::heap::{HeapInner, HeapRef};
 use crate::gc::mutator::Mutator;
 use crate::gc::ptr::{Gc, GcBox, Rebrand};
 use crate::sync::{AtomicPtr, Ordering};
@@ -80,6 +80,12 @@ impl<R: Rebrand> Root<R> {
             roots.insert(obj as usize)
         });
         Root { heap: HeapRef::new(m.heap_arc()), slot, obj: AtomicPtr::new(obj as *mut GcBox<()>), _type: PhantomData }
+    }
+
+    /// True if the root belongs to `heap` (for the C API's check).
+    #[cfg_attr(gomalloc_loom, allow(dead_code))] // The C API is not built under loom.
+    pub(crate) fn belongs_to(&self, heap: &HeapInner) -> bool {
+        core::ptr::eq(heap, &**self.heap)
     }
 
     fn check_heap(&self, m: &Mutator<'_>) {

@@ -213,6 +213,12 @@ pub struct WeakRoot<R: Rebrand> {
 }
 
 impl<R: Rebrand> WeakRoot<R> {
+    /// True if the handle belongs to `heap` (for the C API's check).
+    #[cfg_attr(gomalloc_loom, allow(dead_code))] // The C API is not built under loom.
+    pub(crate) fn belongs_to(&self, heap: &crate::gc::heap::HeapInner) -> bool {
+        self.slot.belongs_to(heap)
+    }
+
     /// The object, with the brand of the current scope, if the collector has
     /// not found it unreachable.
     pub fn get<'gc>(&self, m: &Mutator<'gc>) -> Option<Gc<'gc, R::Of<'gc>>> {

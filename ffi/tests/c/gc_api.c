@@ -11,6 +11,7 @@
 #include "gc.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +113,8 @@ static uint64_t check_list(const struct node *x, uint64_t base, int n) {
 }
 
 /* ---- finalizers ---- */
+
+static gom_gc_heap *race_heap;
 
 static long fin_calls;
 static void *fin_seen;
@@ -395,6 +398,93 @@ static void test_threads_and_detach(gom_gc_heap *h) {
     CHECK(load(&node_destroyed) - n0 == 50, "the thread's list freed once unrooted");
 }
 
+/* A thread that returns inside a scope leaves it as it exits: its spans go
+ * back and are swept again, so their mark bits never hide a live object
+ * from a later cycle (they did: y, reachable from a root, was freed). */
+static gom_gc_root *exit_root;
+static void *exit_inside_scope(void *arg) {
+    gom_gc_heap *h = arg;
+    G.enter(h);
+    exit_root = G.root_new(h, new_node(h, 1));
+    for (int i = 0; i < 10; i++) new_node(h, 100 + (uint64_t)i); /* garbage in the same span */
+    return NULL; /* no gom_gc_leave */
+}
+
+static void test_thread_exit_inside_scope(gom_gc_heap *h) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, exit_inside_scope, h) == 0, "pthread_create");
+    CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+    long n0 = load(&node_destroyed);
+    G.enter(h);
+    struct node *x = G.root_get(h, exit_root);
+    struct node *y = new_node(h, 2);
+    G.write(h, x, &x->next, y);
+    G.leave(h);
+    for (int c = 0; c < 4; c++) {
+        G.collect(h);
+        G.enter(h);
+        x = G.root_get(h, exit_root);
+        CHECK(x->value == 1 && x->check == hash(1), "rooted x corrupt after cycle %d", c);
+        y = x->next;
+        CHECK(y != NULL && y->value == 2 && y->check == hash(2), "y, reachable from a root, freed at cycle %d", c);
+        for (int i = 0; i < 1000; i++) new_node(h, 5000 + (uint64_t)i); /* reuses freed slots */
+        G.leave(h);
+    }
+    CHECK(load(&node_destroyed) - n0 >= 10, "the exited thread's garbage was never freed");
+    G.root_free(exit_root);
+    G.collect(h);
+}
+
+/* Two threads set a finalizer on one object at once: one gets 0, the other
+ * EEXIST (the check and the registration were two lock holds, and both
+ * could pass the check; the second then stopped the process). Two racers
+ * live through all the rounds, released together by a generation number. */
+enum { RACE_ROUNDS = 20000 };
+static struct node *race_object;
+static int race_generation, race_done[2], race_result[2];
+static void race_finalizer(gom_gc_heap *h, void *obj, void *arg) { (void)h, (void)obj, (void)arg; }
+static void *set_finalizer_racer(void *arg) {
+    int me = (int)(intptr_t)arg, seen = 0;
+    for (;;) {
+        int g;
+        while ((g = __atomic_load_n(&race_generation, __ATOMIC_ACQUIRE)) == seen) sched_yield();
+        if (g < 0) return NULL;
+        seen = g;
+        G.enter(race_heap);
+        race_result[me] = G.set_finalizer(race_heap, race_object, race_finalizer, NULL);
+        G.leave(race_heap);
+        __atomic_store_n(&race_done[me], g, __ATOMIC_RELEASE);
+    }
+}
+
+static void test_set_finalizer_race(gom_gc_heap *h) {
+    race_heap = h;
+    G.enter(h);
+    gom_gc_root *keep = G.root_new(h, new_node(h, 1));
+    G.leave(h);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&t[i], NULL, set_finalizer_racer, (void *)(intptr_t)i) == 0, "create");
+    for (int g = 1; g <= RACE_ROUNDS; g++) {
+        G.enter(h);
+        race_object = new_node(h, 42);
+        G.root_set(h, keep, race_object);
+        G.leave(h);
+        __atomic_store_n(&race_generation, g, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&race_done[0], __ATOMIC_ACQUIRE) != g || __atomic_load_n(&race_done[1], __ATOMIC_ACQUIRE) != g)
+            sched_yield();
+        int zeros = (race_result[0] == 0) + (race_result[1] == 0);
+        int exists = (race_result[0] == EEXIST) + (race_result[1] == EEXIST);
+        CHECK(zeros == 1 && exists == 1, "round %d: set_finalizer returned %d and %d", g, race_result[0], race_result[1]);
+        G.enter(h);
+        CHECK(G.set_finalizer(h, race_object, NULL, NULL) == 0, "clear the raced finalizer");
+        G.leave(h);
+    }
+    __atomic_store_n(&race_generation, -1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 2; i++) CHECK(pthread_join(t[i], NULL) == 0, "join");
+    G.root_free(keep);
+    G.collect(h); /* the next test counts destructors from a clean heap */
+}
+
 /* Two heaps side by side; a root keeps its heap alive after heap_free. */
 static void test_two_heaps(gom_gc_heap *h) {
     gom_gc_heap *h2 = G.heap_new();
@@ -421,6 +511,14 @@ static void test_two_heaps(gom_gc_heap *h) {
 }
 
 /* ---- misuse ---- */
+
+static int other_inside;
+static void *enter_and_wait(void *arg) {
+    G.enter(arg);
+    __atomic_store_n(&other_inside, 1, __ATOMIC_RELEASE);
+    for (;;) pause();
+    return NULL;
+}
 
 static int misuse(const char *mode) {
     gom_gc_heap *h = G.heap_new();
@@ -449,6 +547,21 @@ static int misuse(const char *mode) {
         G.enter(h2);
         gom_gc_root *r = G.root_new(h, new_node(h, 1));
         G.root_get(h2, r);
+    } else if (strcmp(mode, "weak-wrong-heap") == 0) {
+        gom_gc_heap *h2 = G.heap_new();
+        G.enter(h);
+        G.enter(h2);
+        gom_gc_weak *w = G.weak_new(h, new_node(h, 1));
+        G.weak_get(h2, w);
+    } else if (strcmp(mode, "write-leaf-object") == 0) {
+        G.enter(h);
+        struct leaf *l = G.alloc(h, &leaf_type);
+        G.write(h, l, (void **)&l->text, new_node(h, 1));
+    } else if (strcmp(mode, "free-while-other-inside") == 0) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, enter_and_wait, h) == 0, "pthread_create");
+        while (!__atomic_load_n(&other_inside, __ATOMIC_ACQUIRE)) sched_yield();
+        G.heap_free(h);
     } else if (strcmp(mode, "write-bad-slot") == 0) {
         G.enter(h);
         struct node *a = new_node(h, 1);
@@ -478,6 +591,8 @@ int main(int argc, char **argv) {
     test_weak(h);
     test_finalizers(h);
     test_threads_and_detach(h);
+    test_thread_exit_inside_scope(h);
+    test_set_finalizer_race(h);
     test_two_heaps(h);
     test_pacing_and_stats(h);
 
