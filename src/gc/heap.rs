@@ -682,14 +682,18 @@ impl HeapInner {
         // Nor the goal alone: the collector populates the reservation, and
         // with `gc_percent` at 10^6 over 5 MiB live it faulted in tens of
         // GiB the heap had never used until the process was killed. So the
-        // smaller of the goal and the heap's peak: as the cycle left it (not swept
-        // yet) or at the cycle's start (before sweep termination swept the
-        // previous cycle's garbage), whichever is more, plus 10%.
+        // goal, but at most twice the heap's last peak (as the cycle left it,
+        // not swept yet, or at its start, before sweep termination swept the
+        // previous cycle's garbage, whichever is more), plus 10%. Not the
+        // peak itself: a heap whose live set grows reaches a goal above its
+        // last peak every cycle, and with the reservation cut to the peak
+        // the graph benchmark's mutator took 138 K page faults in 30 s
+        // instead of 3-5 K.
         let peak = self.cycle_peak.load(Ordering::Relaxed).max(live);
         let reserve = if goal == usize::MAX {
             0
         } else {
-            let grows_back_to = goal.min(peak);
+            let grows_back_to = goal.min(peak.saturating_mul(2));
             (grows_back_to + grows_back_to / 10).min(limit) / PAGE_SIZE
         };
         self.reserve_pages(reserve);
