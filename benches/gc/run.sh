@@ -7,9 +7,9 @@
 # of times, peak RSS and ratios (gomalloc's GC arena over each other
 # implementation: below 1 means the arena is faster or smaller).
 #
-#   benches/gc/run.sh                       # about 8-9 minutes on the shared 2-core machine
+#   benches/gc/run.sh                       # about 4-5 minutes on the 2-core machine (2026-12-03)
 #   DEPTH20_IMPLS="arena arc gc dumpster" benches/gc/run.sh   # adds the `gc` crate at depth 20
-#                                           # (90-130 s more: the README's table)
+#                                           # (30 s more on 2026-12-03: the README's table)
 #   DEPTHS="16 18" GRAPH_SECS=3 PAUSE_SECS=10 benches/gc/run.sh
 #   IMPLS="arena arc" benches/gc/run.sh     # a subset (arc_system always runs with arc)
 #
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.."
 
 DEPTHS=${DEPTHS:-"16 18 20"}
 IMPLS=${IMPLS:-"arena arc gc dumpster"}
-# The `gc` crate alone takes one and a half to two minutes at depth 20.
+# The `gc` crate alone took 27-32 s at depth 20 in the README's last two tables.
 DEPTH20_IMPLS=${DEPTH20_IMPLS:-"arena arc dumpster"}
 GRAPH_SECS=${GRAPH_SECS:-5}
 PAUSE_SECS=${PAUSE_SECS:-30}
