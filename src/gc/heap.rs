@@ -912,7 +912,7 @@ impl HeapInner {
         // The collector's half of the Dekker pairs with `with_barrier` and
         // `root_barrier`: its `marking` store, this fence, then the loads.
         fence(Ordering::SeqCst);
-        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let muts = self.mutator_list();
         // Backing off, not spinning: a barrier is short, but on a loaded
         // machine its mutator can be descheduled inside it, and a spinning
         // collector would then burn the core that mutator needs (12% of
@@ -956,7 +956,7 @@ impl HeapInner {
     /// safety. Mutators registered later start with an empty cache.
     fn wait_resynced(&self) {
         let flip = self.flip_epoch.load(Ordering::SeqCst);
-        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let muts = self.mutator_list();
         for m in muts {
             let mut waits = 0u32;
             while !m.flush_if_idle(self) && !m.resynced(flip) {
@@ -977,18 +977,22 @@ impl HeapInner {
         muts.iter().all(|m| m.past(cycle))
     }
 
+    /// A snapshot of the registered mutators, to visit without holding the
+    /// list's lock (a visit may wait for a mutator, which may be registering).
+    fn mutator_list(&self) -> Vec<Arc<MutatorState>> {
+        self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Moves every mutator's buffered greys to the shared queue.
     fn flush_mutator_greys(&self) {
-        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for m in muts {
+        for m in self.mutator_list() {
             m.flush_greys(self);
         }
     }
 
     /// Flushes the caches of mutators that are outside `enter`.
     fn flush_idle_caches(&self) {
-        let muts = self.mutators.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for m in muts {
+        for m in self.mutator_list() {
             m.flush_if_idle(self);
         }
     }

@@ -190,6 +190,14 @@ fn misuse(what: &str, why: &str) -> ! {
     crate::os::fatal(format_args!("{what}: {why}"))
 }
 
+/// Stops the process if a root or weak handle (`handle`) is not of the
+/// calling scope's heap.
+fn check_owner(ours: bool, what: &str, handle: &str) {
+    if !ours {
+        crate::os::fatal(format_args!("{what}: {handle} belongs to another heap"));
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn not_an_object(what: &str, p: *const c_void) -> ! {
@@ -487,9 +495,7 @@ pub unsafe fn root_get(h: *mut CHeap, r: *mut CRoot) -> *mut c_void {
     unsafe {
         in_scope(h, "gom_gc_root_get", |m| {
             let r = &*root(r);
-            if !r.belongs_to(m.heap()) {
-                misuse("gom_gc_root_get", "the root belongs to another heap");
-            }
+            check_owner(r.belongs_to(m.heap()), "gom_gc_root_get", "the root");
             payload_of(r.get(m).erased())
         })
     }
@@ -504,9 +510,7 @@ pub unsafe fn root_set(h: *mut CHeap, r: *mut CRoot, obj: *mut c_void) {
     unsafe {
         in_scope(h, "gom_gc_root_set", |m| {
             let r = &*root(r);
-            if !r.belongs_to(m.heap()) {
-                misuse("gom_gc_root_set", "the root belongs to another heap");
-            }
+            check_owner(r.belongs_to(m.heap()), "gom_gc_root_set", "the root");
             let o = resolve(m.heap(), obj, "gom_gc_root_set");
             r.set(m, gc(o));
         })
@@ -559,9 +563,7 @@ pub unsafe fn weak_get(h: *mut CHeap, w: *mut CWeak) -> *mut c_void {
     unsafe {
         in_scope(h, "gom_gc_weak_get", |m| {
             let w = &*w.cast::<WeakRoot<RawObject>>();
-            if !w.belongs_to(m.heap()) {
-                misuse("gom_gc_weak_get", "the weak handle belongs to another heap");
-            }
+            check_owner(w.belongs_to(m.heap()), "gom_gc_weak_get", "the weak handle");
             w.get(m).map_or(core::ptr::null_mut(), |g| payload_of(g.erased()))
         })
     }
