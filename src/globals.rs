@@ -123,9 +123,20 @@ fn adopt_thread_cache() -> *mut MCache {
 /// Starts the background scavenger thread (the `spawn` hook of
 /// `ALLOCATOR`'s scavenger, called with no allocator lock held). The fork
 /// handlers are registered first, so a child forgets the thread.
+///
+/// The first freed span starts the thread, and that free may come from
+/// inside this thread's cache (a refill handing its old span back, a batch
+/// of remote frees being published), whose slots and pending chain are then
+/// half updated. `pthread_create` and `pthread_atfork` allocate (under the
+/// C library, from gomalloc), so the thread is pointed at the shared `DEAD`
+/// cache meanwhile: those allocations and frees are served uncached, like
+/// the ones made during thread exit, and never touch the cache being updated.
 fn start_scavenger() -> bool {
+    let own = CACHE.with(|c| c.replace(shared(&DEAD)));
     register_atfork();
-    crate::scavenger::spawn(&ALLOCATOR)
+    let started = crate::scavenger::spawn(&ALLOCATOR);
+    CACHE.with(|c| c.set(own));
+    started
 }
 
 fn register_atfork() {

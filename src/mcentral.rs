@@ -235,7 +235,12 @@ impl MCentral {
 
 impl MCentral {
     /// Returns every completely free span on the partial list to the heap.
+    /// The spans are unlinked under the central lock and freed after it:
+    /// freeing may start the scavenger thread, whose creation allocates
+    /// (glibc's `pthread_create` calls `calloc`, gomalloc's own under the C
+    /// library), and that allocation may need this very lock.
     pub fn release_empty(&self, heap: &MHeap) {
+        let mut unlinked: *mut Span = ptr::null_mut();
         self.lists.with(|l| {
             let mut s = l.partial;
             while l.empty > 0 && !s.is_null() {
@@ -256,15 +261,26 @@ impl MCentral {
                 {
                     l.empty -= 1;
                     // SAFETY: the lock is held and the span is on the list;
-                    // it holds no live object and this thread holds it.
+                    // once unlinked, this thread holds it (tag `CLAIMED`) and
+                    // its list fields are ours to chain it with.
                     unsafe {
                         unlink(l, s);
-                        heap.free_span(s);
+                        span.next.with_mut(|p| *p = unlinked);
                     }
+                    unlinked = s;
                 }
                 s = next;
             }
         });
+        while !unlinked.is_null() {
+            // SAFETY: each span on the private chain was claimed and unlinked
+            // above: it holds no live object and nothing else refers to it.
+            unsafe {
+                let next = (*unlinked).next.with(|p| *p);
+                heap.free_span(unlinked);
+                unlinked = next;
+            }
+        }
     }
 }
 

@@ -370,15 +370,23 @@ impl MHeap {
                 ptr::drop_in_place(span);
                 h.records.free(span);
             }
-            if self.scavenger.background() {
-                return true;
-            }
-            h.maybe_scavenge(self.scavenger.floor_pages());
-            false
+            self.pages_freed(h)
         });
         if deferred {
             self.scavenger.after_free();
         }
+    }
+
+    /// The end of every path that frees pages, under the heap lock: the
+    /// synchronous purge policy, or, with a background scavenger, true to
+    /// have the caller call `Scavenger::after_free` once the lock is
+    /// released (it may start the thread, which must not happen under a lock).
+    fn pages_freed(&self, h: &mut HeapInner) -> bool {
+        if self.scavenger.background() {
+            return true;
+        }
+        h.maybe_scavenge(self.scavenger.floor_pages());
+        false
     }
 
     /// Resizes a large span in place to `new_npages`: shrinking always
@@ -388,7 +396,8 @@ impl MHeap {
     /// # Safety
     /// `span` is a live large span of this heap owned by the caller.
     pub unsafe fn resize_in_place(&self, span: *mut Span, new_npages: usize) -> bool {
-        self.inner.with(|h| {
+        let mut deferred = false;
+        let resized = self.inner.with(|h| {
             // SAFETY: the caller owns the live span; the lock is held.
             unsafe {
                 let base = (*span).base;
@@ -397,6 +406,10 @@ impl MHeap {
                 let first = (base - arena.base()) >> PAGE_SHIFT;
                 if new_npages <= old {
                     h.release_pages(arena, first + new_npages, old - new_npages);
+                    // The freed tail is subject to the purge policy like any
+                    // freed span: without this, a 512 MiB block shrunk to
+                    // 64 KiB kept its tail resident until an unrelated free.
+                    deferred = self.pages_freed(h);
                 } else {
                     let extra = new_npages - old;
                     let tail = first + old;
@@ -415,7 +428,11 @@ impl MHeap {
                 (*span).npages.store(new_npages, crate::sync::Ordering::Relaxed);
                 true
             }
-        })
+        });
+        if deferred {
+            self.scavenger.after_free();
+        }
+        resized
     }
 
     /// Returns free dirty pages to the OS until at most `keep_bytes` of them
@@ -485,11 +502,13 @@ impl MHeap {
         while let Some((arena, start, n)) = self.inner.with(|h| h.take_aged_run(&mut cursor, all, keep)) {
             // SAFETY: `take_aged_run` took the run out of the free map: no
             // span holds it and none can be made of it until `put_back_released`.
-            unsafe { os::release((*arena).page_addr(start) as *mut u8, n * PAGE_SIZE) };
+            let ok = unsafe { os::release((*arena).page_addr(start) as *mut u8, n * PAGE_SIZE) };
             // SAFETY: the arena is live (arenas are never unmapped while the
             // heap lives) and the run was taken by this step.
-            self.inner.with(|h| unsafe { h.put_back_released(&mut *arena, start, n) });
-            released += n;
+            self.inner.with(|h| unsafe { h.put_back_released(&mut *arena, start, n, ok) });
+            if ok {
+                released += n;
+            }
         }
         self.inner.with(|h| {
             h.clear_fresh();
@@ -728,7 +747,9 @@ impl HeapInner {
     }
 
     /// Releases free dirty runs, highest arena first, until at most `keep`
-    /// free dirty pages remain. Returns pages released.
+    /// free dirty pages remain, or until the kernel refuses one (locked
+    /// memory: trying the rest on every free would cost a failing
+    /// `madvise` per run). Returns pages released.
     fn scavenge(&mut self, keep: usize) -> usize {
         let mut released = 0;
         let mut a = self.last;
@@ -741,7 +762,9 @@ impl HeapInner {
                 let Some((start, end)) = free.next_run_in_both(&dirty, from) else {
                     break;
                 };
-                self.release_run(arena, start, end);
+                if !self.release_run(arena, start, end) {
+                    return released;
+                }
                 released += end - start;
                 from = end;
             }
@@ -750,18 +773,23 @@ impl HeapInner {
         released
     }
 
-    /// Returns the free dirty pages `[start, end)` of `arena` to the OS.
-    fn release_run(&mut self, arena: &Arena, start: usize, end: usize) {
+    /// Returns the free dirty pages `[start, end)` of `arena` to the OS;
+    /// false, and the pages stay dirty, if the kernel refused.
+    fn release_run(&mut self, arena: &Arena, start: usize, end: usize) -> bool {
         // SAFETY: the run is free pages of a live arena: no live data.
-        unsafe { os::release(arena.page_addr(start) as *mut u8, (end - start) * PAGE_SIZE) };
+        if !unsafe { os::release(arena.page_addr(start) as *mut u8, (end - start) * PAGE_SIZE) } {
+            return false;
+        }
         arena.dirty_map().clear_range(start, end - start);
         self.counters.dirty_free_pages -= end - start;
         self.counters.released_total += (end - start) * PAGE_SIZE;
         self.counters.purges += 1;
+        true
     }
 
     /// The next run the scavenger's step releases, taken out of the free
-    /// map (and marked clean, as it is about to be): free dirty pages with
+    /// map (and marked clean, as it is about to be; `put_back_released`
+    /// marks it dirty again if the kernel refuses): free dirty pages with
     /// no fresh page (any, with `all`), at most `RELEASE_CHUNK_PAGES`, past
     /// the lowest `keep` free dirty pages. `cursor` carries the scan from
     /// one call to the next; pages behind it that change meanwhile wait for
@@ -806,14 +834,21 @@ impl HeapInner {
         None
     }
 
-    /// Returns a run `take_aged_run` took, now released, to the free map.
-    fn put_back_released(&mut self, arena: &mut Arena, page: usize, n: usize) {
+    /// Returns a run `take_aged_run` took to the free map: clean if it was
+    /// `released`, dirty again if the kernel refused (its pages keep their
+    /// contents, so a span made of them must be zeroed where zero is due).
+    fn put_back_released(&mut self, arena: &mut Arena, page: usize, n: usize, released: bool) {
         arena.free_map().set_range(page, n);
         arena.free_pages += n;
         arena.search_from = arena.search_from.min(page);
         self.counters.free_pages += n;
-        self.counters.released_total += n * PAGE_SIZE;
-        self.counters.purges += 1;
+        if released {
+            self.counters.released_total += n * PAGE_SIZE;
+            self.counters.purges += 1;
+        } else {
+            arena.dirty_map().set_range(page, n);
+            self.counters.dirty_free_pages += n;
+        }
     }
 
     /// Clears every fresh mark: the end of a scavenger step.

@@ -78,15 +78,17 @@ pub unsafe fn unmap(addr: *mut u8, len: usize) {
 }
 
 /// Returns the pages of `[addr, addr + len)` to the OS; they read as zero
-/// when next touched (private anonymous memory, `MADV_DONTNEED`).
+/// when next touched (private anonymous memory, `MADV_DONTNEED`). False if
+/// the kernel refused: `MADV_DONTNEED` fails with `EINVAL` on locked pages
+/// (`mlock`, `mlockall`), which then keep their contents, so the caller must
+/// go on treating them as dirty.
 ///
 /// # Safety
 /// The range must be mapped by this module and hold no live data.
-pub unsafe fn release(addr: *mut u8, len: usize) {
+#[must_use]
+pub unsafe fn release(addr: *mut u8, len: usize) -> bool {
     // SAFETY: the caller guarantees the range is ours and holds nothing live.
-    unsafe {
-        libc::madvise(addr.cast(), len, libc::MADV_DONTNEED);
-    }
+    unsafe { libc::madvise(addr.cast(), len, libc::MADV_DONTNEED) == 0 }
 }
 
 /// Faults in `[addr, addr + len)` writable without changing what it holds

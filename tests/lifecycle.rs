@@ -318,3 +318,51 @@ fn foreign_and_interior_addresses_are_not_ours() {
         unsafe { a.dealloc(c, p, 100, 8) };
     });
 }
+
+#[test]
+fn pages_the_kernel_refuses_to_release_stay_dirty() {
+    // `madvise(MADV_DONTNEED)` fails on locked pages, which then keep their
+    // contents: if the heap counted them clean, `alloc_zeroed` would skip
+    // clearing them and hand out the old bytes.
+    let a = Box::new(Allocator::new(None));
+    let n = 4 << 20;
+    with_cache(&a, |c| {
+        // SAFETY: `c` is this thread's cache; blocks are used within their
+        // sizes; the locked range is the block's own.
+        unsafe {
+            let p = a.alloc(c, n, 8);
+            assert_eq!(libc::mlock(p.cast(), n), 0, "mlock of 4 MiB: {}", std::io::Error::last_os_error());
+            fill(p, n, 0xAA);
+            a.dealloc(c, p, n, 8);
+            let purges = a.heap().counters().purges;
+            a.release_unused();
+            let q = a.alloc_zeroed(c, n, 8);
+            assert_eq!(q, p, "the same pages come back");
+            check(q, n, 0);
+            assert_eq!(a.heap().counters().purges, purges, "a refused release is not counted as a purge");
+            libc::munlock(q.cast(), n);
+            a.dealloc(c, q, n, 8);
+        }
+    });
+}
+
+#[test]
+fn shrinking_in_place_applies_the_purge_policy() {
+    // The tail a shrinking `realloc` frees is subject to the same policy as
+    // a freed span: this heap has no background thread, so at most the
+    // synchronous policy's 16 MiB of free dirty pages may remain.
+    let a = Box::new(Allocator::new(None));
+    let big = 256 << 20;
+    with_cache(&a, |c| {
+        // SAFETY: `c` is this thread's cache; blocks are used within their sizes.
+        unsafe {
+            let p = a.alloc(c, big, 8);
+            fill(p, big, 1);
+            let q = a.realloc(c, p, big, 8, 64 << 10);
+            assert_eq!(p, q, "shrinking stays in place");
+            let dirty_mib = (a.heap().counters().dirty_free_pages * 8192) >> 20;
+            assert!(dirty_mib <= 16, "{dirty_mib} MiB of free dirty pages kept after the shrink");
+            a.dealloc(c, q, 64 << 10, 8);
+        }
+    });
+}

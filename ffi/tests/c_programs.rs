@@ -352,6 +352,28 @@ fn stress_preload() {
     run_ok("stress.c", Form::Preload, &[], "stress: ok");
 }
 
+/// `reentry.c`: the library re-entered from inside itself, by fork handlers
+/// registered before it and by `pthread_create` starting the scavenger.
+fn reentry(form: Form) {
+    run_ok("reentry.c", form, &["atfork"], "atfork ok");
+    let exe = program("reentry.c", form);
+    for size in (16..=1024).step_by(16) {
+        let r = run(&exe, form, &["trim", &size.to_string()], &[], Duration::from_secs(30));
+        r.assert_ok(&format!("reentry trim {size} ({form:?})"));
+        assert!(r.stdout.contains("trim ok"), "reentry trim {size} ({form:?}): {}", r.describe());
+    }
+}
+
+#[test]
+fn reentry_static() {
+    reentry(Form::Static);
+}
+
+#[test]
+fn reentry_preload() {
+    reentry(Form::Preload);
+}
+
 #[test]
 fn fork_static() {
     run_ok("fork.c", Form::Static, &[], "rounds ok");

@@ -2,6 +2,16 @@
 //! object to store) so `pthread_atfork` handlers can hold every lock across a
 //! `fork()`.
 //!
+//! Fork: `lock_for_fork` records the forking thread as the lock's fork
+//! holder until `unlock_after_fork`, and for that thread alone `lock` and
+//! `unlock` do nothing meanwhile. `pthread_atfork` runs the prepare handlers
+//! registered before gomalloc's after it, and their parent and child
+//! handlers before gomalloc's, all with every allocator lock held; a handler
+//! that allocates (another library's, registered before the first
+//! allocation) would otherwise wait forever for a lock its own thread holds.
+//! The data behind the locks is consistent then: each lock was acquired
+//! between critical sections, and the forking thread is in none.
+//!
 //! Normal build: a three-state futex mutex (0 free, 1 held, 2 held with
 //! waiters), after Drepper's "Futexes Are Tricky". A short spin precedes the
 //! futex wait because the allocator's critical sections are a few hundred
@@ -11,13 +21,18 @@
 //! endless alternations).
 
 #[cfg(not(gomalloc_loom))]
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// A mutual-exclusion lock without a guard type.
 #[derive(Debug)]
 pub struct RawLock {
     #[cfg(not(gomalloc_loom))]
     state: AtomicU32,
+    /// The `pthread_self` of the thread holding the lock across a fork, 0
+    /// otherwise. Only that thread ever finds its own id here: others read
+    /// 0 or an id that is not theirs, whichever value they see.
+    #[cfg(not(gomalloc_loom))]
+    fork_holder: AtomicUsize,
     #[cfg(gomalloc_loom)]
     held: loom::sync::Mutex<bool>,
     #[cfg(gomalloc_loom)]
@@ -35,7 +50,7 @@ const CONTENDED: u32 = 2;
 impl RawLock {
     /// An unlocked lock.
     pub const fn new() -> RawLock {
-        RawLock { state: AtomicU32::new(FREE) }
+        RawLock { state: AtomicU32::new(FREE), fork_holder: AtomicUsize::new(0) }
     }
 
     /// Acquires the lock, waiting as long as it takes.
@@ -51,6 +66,9 @@ impl RawLock {
     #[cold]
     #[inline(never)]
     fn lock_contended(&self) {
+        if self.held_for_fork_by_caller() {
+            return;
+        }
         let backoff = crossbeam_utils::Backoff::new();
         while !backoff.is_completed() {
             if self.state.load(Ordering::Relaxed) == FREE
@@ -69,17 +87,46 @@ impl RawLock {
     /// Releases the lock. The caller must hold it.
     #[inline]
     pub fn unlock(&self) {
+        if self.fork_holder.load(Ordering::Relaxed) != 0 && self.held_for_fork_by_caller() {
+            return;
+        }
         // Release pairs with the Acquire in `lock`/`lock_contended`.
         if self.state.swap(FREE, Ordering::Release) == CONTENDED {
             futex_wake_one(&self.state);
         }
     }
 
-    /// Makes the lock free again in a child process after `fork()`, where the
-    /// holder (the forking thread's prepare handler) no longer needs it.
-    pub fn reset_after_fork(&self) {
-        self.state.store(FREE, Ordering::Relaxed);
+    /// Takes the lock before `fork()` on behalf of the calling thread, which
+    /// may go on using it (see the module header) until `unlock_after_fork`.
+    pub fn lock_for_fork(&self) {
+        self.lock();
+        self.fork_holder.store(current_thread(), Ordering::Relaxed);
     }
+
+    /// Releases the lock `lock_for_fork` took: in the parent, as `unlock`;
+    /// in the child, where no other thread exists to have waited, by making
+    /// it free.
+    pub fn unlock_after_fork(&self, child: bool) {
+        self.fork_holder.store(0, Ordering::Relaxed);
+        if child {
+            self.state.store(FREE, Ordering::Relaxed);
+        } else {
+            self.unlock();
+        }
+    }
+
+    #[cold]
+    fn held_for_fork_by_caller(&self) -> bool {
+        self.fork_holder.load(Ordering::Relaxed) == current_thread()
+    }
+}
+
+/// The calling thread's `pthread_self`: never 0, the same in a forked child
+/// as in the parent's forking thread.
+#[cfg(not(gomalloc_loom))]
+fn current_thread() -> usize {
+    // SAFETY: `pthread_self` has no preconditions.
+    unsafe { libc::pthread_self() as usize }
 }
 
 #[cfg(not(gomalloc_loom))]
@@ -142,9 +189,18 @@ impl RawLock {
         self.released.notify_one();
     }
 
+    /// See the normal build (loom models do not fork).
+    pub fn lock_for_fork(&self) {
+        self.lock();
+    }
+
     /// See the normal build.
-    pub fn reset_after_fork(&self) {
-        *self.held.lock().unwrap() = false;
+    pub fn unlock_after_fork(&self, child: bool) {
+        if child {
+            *self.held.lock().unwrap() = false;
+        } else {
+            self.unlock();
+        }
     }
 }
 

@@ -205,18 +205,15 @@ impl<T> Locked<T> {
         r
     }
 
-    /// Takes the lock before `fork()` (held until `unlock_after_fork`).
+    /// Takes the lock before `fork()` (held until `unlock_after_fork`; the
+    /// forking thread may still use the value meanwhile, see `RawLock`).
     pub fn lock_for_fork(&self) {
-        self.lock.lock();
+        self.lock.lock_for_fork();
     }
 
     /// Releases the lock taken by `lock_for_fork`; in the child, resets it.
     pub fn unlock_after_fork(&self, child: bool) {
-        if child {
-            self.lock.reset_after_fork();
-        } else {
-            self.lock.unlock();
-        }
+        self.lock.unlock_after_fork(child);
     }
 }
 
