@@ -241,7 +241,8 @@ int gom_version(void);
  * message on stderr ("gomalloc: gom_gc_...: ...") and abort(): a NULL heap
  * or type, an operation that needs a scope called outside one, nested or
  * unbalanced scopes, gom_gc_collect, gom_gc_heap_free or
- * gom_gc_thread_detach inside a scope of the same heap, gom_gc_heap_free
+ * gom_gc_thread_detach inside a scope of the same heap, gom_gc_collect or
+ * gom_gc_wait_finalizers from a destroy callback, gom_gc_heap_free
  * while another thread is inside one, a pointer that is not the start of a
  * live object's payload of this heap (an object of another heap included),
  * a root or weak handle used with another heap, a slot outside its object,

@@ -442,6 +442,7 @@ fn gc_misuse_aborts_with_a_message() {
         ("free-while-other-inside", "gomalloc: gom_gc_heap_free: another thread is inside a scope of the heap"),
         ("write-bad-slot", "gomalloc: gom_gc_write: the slot is not an aligned pointer field"),
         ("write-not-object", "is not a live object of this GC heap"),
+        ("collect-in-destroy", "gomalloc: gom_gc_collect: from a Drop (or destroy callback) run by a sweep"),
     ];
     for form in [Form::Static, Form::Preload] {
         let exe = program("gc_api.c", form);

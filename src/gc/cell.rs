@@ -131,7 +131,17 @@ impl<'gc, T: Trace + 'gc> GcVec<'gc, T> {
     /// Replaces element `i` through the write barrier. Panics if out of bounds.
     pub fn set(&self, m: &Mutator<'gc>, i: usize, value: Option<Gc<'gc, T>>) {
         let new = raw(value);
-        m.state().barrier(m.heap(), new, || std::mem::replace(&mut self.lock()[i], new) as *const GcBox<()>);
+        m.state().barrier(m.heap(), new, || {
+            let mut items = self.lock();
+            let len = items.len();
+            let Some(slot) = items.get_mut(i) else {
+                // Unwinding out of a barrier is handled (`with_barrier`),
+                // but nothing was stored, so say so plainly.
+                drop(items);
+                panic!("gomalloc::gc: GcVec::set index {i} out of bounds (len {len})");
+            };
+            std::mem::replace(slot, new) as *const GcBox<()>
+        });
     }
 
     /// Removes and returns the last element, through the barrier.
@@ -147,11 +157,21 @@ impl<'gc, T: Trace + 'gc> GcVec<'gc, T> {
     }
 
     /// Removes every element, through the barrier.
+    ///
+    /// The removal and the shading of what it removed are one barrier: with
+    /// the removal first and a barrier per element after it, the marker
+    /// could trace the emptied vector and end marking before the last
+    /// shades, and an element a scope still held was swept.
     pub fn clear(&self, m: &Mutator<'gc>) {
-        let old = std::mem::take(&mut *self.lock());
-        for p in old {
-            m.state().barrier(m.heap(), core::ptr::null(), || p);
-        }
+        let (heap, state) = (m.heap(), m.state());
+        state.with_barrier(heap, |marking| {
+            let old = std::mem::take(&mut *self.lock());
+            if marking {
+                for p in old {
+                    heap.shade_buffered(p, &state.greys);
+                }
+            }
+        });
     }
 }
 

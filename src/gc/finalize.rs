@@ -108,12 +108,10 @@ impl<'gc> Mutator<'gc> {
         let erased: ErasedFinalizer = Box::new(move |m: &Mutator<'_>, p: *const GcBox<()>| call::<R, _>(f, m, p));
         let heap = self.heap();
         let obj = gc.erased();
-        let registered = self.state().with_barrier(heap, |marking| {
+        let rejected = self.state().with_barrier(heap, |marking| {
             let mut t = heap.finalizers.lock();
             if t.registered.contains_key(&(obj as usize)) {
-                // The lock goes before `erased` (and what it captured) drops.
-                drop(t);
-                return false;
+                return Some(erased);
             }
             t.registered.insert(obj as usize, erased);
             drop(t);
@@ -123,12 +121,16 @@ impl<'gc> Mutator<'gc> {
                 // are marked if the object turns out unreachable.
                 heap.trace_object(obj);
             }
-            true
+            None
         });
-        if registered {
-            heap.ensure_finalizer_thread(&self.heap_arc());
+        if rejected.is_some() {
+            // Dropped here, out of the table's lock and the barrier: what
+            // the closure captured runs user `Drop`s, which may panic.
+            drop(rejected);
+            return false;
         }
-        registered
+        heap.ensure_finalizer_thread(&self.heap_arc());
+        true
     }
 
     /// Removes `gc`'s finalizer, if it has one that has not been queued yet.

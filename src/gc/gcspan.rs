@@ -92,8 +92,10 @@ const _: () = assert!(core::mem::size_of::<GcSpan>() <= HEADER_BYTES);
 /// # Safety
 /// `obj` is an initialised object nothing will use again.
 unsafe fn drop_dead(obj: *mut GcBox<()>) {
-    // SAFETY: forwarded: the object is dead and initialised.
-    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { ((*obj).desc.drop)(obj) }));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: forwarded: the object is dead and initialised.
+        crate::gc::mutator::as_sweep_drop(|| unsafe { ((*obj).desc.drop)(obj) })
+    }));
     if dropped.is_err() {
         // SAFETY: the descriptor is not part of the dropped value.
         let name = unsafe { ((*obj).desc.name)() };

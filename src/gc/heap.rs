@@ -224,6 +224,12 @@ pub(crate) struct HeapInner {
     pub owners: AtomicUsize,
     /// `shutdown` has run.
     pub shut_down: AtomicBool,
+    /// `teardown` has run (after `shutdown`, at once or when the collector
+    /// ends the step it was in).
+    torn_down: AtomicBool,
+    /// `shutdown` ran on the collector thread, which tears down when it
+    /// ends the step it was in.
+    teardown_deferred: AtomicBool,
     /// Called at the start of every cycle (see `add_cycle_hook`).
     pub cycle_hooks: Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>,
 
@@ -298,6 +304,8 @@ impl HeapInner {
             finalizers: Default::default(),
             owners: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
+            torn_down: AtomicBool::new(false),
+            teardown_deferred: AtomicBool::new(false),
             cycle_hooks: Mutex::new(Vec::new()),
             in_use: CachePadded::new(AtomicUsize::new(0)),
             trigger: AtomicUsize::new(0),
@@ -1024,6 +1032,20 @@ impl HeapInner {
         st
     }
 
+    /// Why the calling thread may not wait for a cycle or for finalizers,
+    /// if it may not: the collector would wait for itself, and so would a
+    /// `Drop` run by a sweep (the sweeping thread is the collector, or is
+    /// counted by the sweep the cycle must close first).
+    pub(crate) fn cannot_wait_here(&self) -> Option<&'static str> {
+        if crate::gc::mutator::in_sweep_drop() {
+            return Some("from a Drop (or destroy callback) run by a sweep (it would wait for that sweep)");
+        }
+        if *self.collector_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(thread::current().id()) {
+            return Some("on the collector thread (it would wait for itself)");
+        }
+        None
+    }
+
     /// Runs a full cycle and waits for it and for the sweep after it.
     pub fn collect_blocking(self: &Arc<Self>) {
         self.ensure_collector();
@@ -1058,8 +1080,20 @@ impl HeapInner {
     }
 }
 
-/// The collector thread: waits for requests, runs cycles, sweeps in between.
+/// The collector thread: waits for requests, runs cycles, sweeps in
+/// between; on shutdown, finishes the teardown if the last owner went on
+/// this thread (see `HeapInner::shutdown`).
 fn collector_main(heap: Weak<HeapInner>, control: Arc<Control>) {
+    collector_loop(&heap, &control);
+    if let Some(h) = heap.upgrade() {
+        // Relaxed: set on this very thread.
+        if h.teardown_deferred.load(Ordering::Relaxed) {
+            h.teardown();
+        }
+    }
+}
+
+fn collector_loop(heap: &Weak<HeapInner>, control: &Control) {
     loop {
         let forced = {
             let mut st = control.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -1227,6 +1261,9 @@ impl Drop for HeapRef {
 impl Drop for HeapInner {
     fn drop(&mut self) {
         self.shutdown();
+        // A shutdown the collector deferred and could not finish (its last
+        // strong reference was its own) is finished here.
+        self.teardown();
     }
 }
 
@@ -1234,6 +1271,13 @@ impl HeapInner {
     /// Stops the collector and finalizer threads and drops every object.
     /// Runs once, when the last owner goes (or the heap is dropped without
     /// one).
+    ///
+    /// When the last owner goes on the collector thread itself (a `Root`
+    /// held by an object its sweep drops, a pool value its cycle hook
+    /// drops), the collector is in the middle of a step that may hold spans
+    /// off the lists (a sweep batch) or go on using the heap (the rest of a
+    /// cycle): the teardown waits until that step ends and the collector
+    /// sees the shutdown (`collector_main`).
     pub(crate) fn shutdown(&self) {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return;
@@ -1246,10 +1290,21 @@ impl HeapInner {
         self.control.done.notify_all();
         let me = thread::current().id();
         let on_collector = *self.collector_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(me);
+        if on_collector {
+            self.teardown_deferred.store(true, Ordering::Relaxed);
+            return;
+        }
         if let Some(t) = self.collector.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            if !on_collector {
-                let _ = t.join();
-            }
+            let _ = t.join();
+        }
+        self.teardown();
+    }
+
+    /// The second half of `shutdown`, with the collector stopped or
+    /// between steps: drops every object and gives the pages back. Runs once.
+    fn teardown(&self) {
+        if self.torn_down.swap(true, Ordering::AcqRel) {
+            return;
         }
         self.stop_finalizers();
         // Every handle is gone (roots and mutator scopes hold the heap), so

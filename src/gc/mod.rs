@@ -379,21 +379,29 @@ impl Heap {
 
     /// Runs a full cycle and the sweep after it, blocking the caller
     /// (Go's `runtime.GC`). Panics if the calling thread is inside `enter` of
-    /// this heap (the cycle would wait for that scope to end).
+    /// this heap (the cycle would wait for that scope to end), or is the
+    /// collector or inside a `Drop` a sweep runs (the cycle would wait for
+    /// the caller's own work).
     pub fn collect(&self) {
         let state = mutator::state_for(&self.inner);
         assert!(
             state.entered.load(crate::sync::Ordering::Relaxed) == 0,
             "gomalloc::gc: Heap::collect called inside Heap::enter of the same heap"
         );
+        if let Some(why) = self.inner.cannot_wait_here() {
+            panic!("gomalloc::gc: Heap::collect called {why}");
+        }
         self.inner.collect_blocking();
     }
 
     /// Blocks until every finalizer queued so far has run. Finalizers are
     /// queued by cycles: `collect()` then `wait_for_finalizers()` runs the
     /// finalizers of everything unreachable at the time of the call. Panics
-    /// if called from a finalizer.
+    /// if called from a finalizer, the collector or a `Drop` a sweep runs.
     pub fn wait_for_finalizers(&self) {
+        if let Some(why) = self.inner.cannot_wait_here() {
+            panic!("gomalloc::gc: Heap::wait_for_finalizers called {why}");
+        }
         self.inner.wait_finalizers();
     }
 

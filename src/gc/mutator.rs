@@ -381,12 +381,21 @@ impl MutatorState {
         // the same guarantee, and loom models fences exactly.
         self.in_barrier.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
+        // Cleared on every exit, unwinding included: a barrier left marked
+        // would hold every later cycle in `wait_barriers` for as long as the
+        // thread lives (a caught panic of user code run inside one, such as
+        // the drop of a rejected finalizer's captures).
+        struct Exit<'a>(&'a AtomicBool);
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                // Release: the collector's wait sees the shades pushed.
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _exit = Exit(&self.in_barrier);
         // Acquire pairs with the collector's SeqCst (so Release) stores of
         // `marking`: what it published before them (`mark_done`) is seen.
-        let r = f(heap.marking.load(Ordering::Acquire));
-        // Release: the collector's wait sees the shades pushed.
-        self.in_barrier.store(false, Ordering::Release);
-        r
+        f(heap.marking.load(Ordering::Acquire))
     }
 
     /// Runs a barriered pointer update: `update` stores the new value and
@@ -489,12 +498,35 @@ impl Drop for Registration {
 thread_local! {
     static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = const { std::cell::RefCell::new(Vec::new()) };
     static SLOW_PATH_NS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+    static SWEEP_DROPS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
 }
 // Loom runs every modelled thread on one OS thread: its own thread-locals.
 #[cfg(gomalloc_loom)]
 loom::thread_local! {
     static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = std::cell::RefCell::new(Vec::new());
     static SLOW_PATH_NS: core::cell::Cell<u64> = core::cell::Cell::new(0);
+    static SWEEP_DROPS: core::cell::Cell<u32> = core::cell::Cell::new(0);
+}
+
+/// Runs `f`, a dead object's `Drop` run by a sweep, with the calling thread
+/// marked as inside one (see [`in_sweep_drop`]).
+pub(crate) fn as_sweep_drop<R>(f: impl FnOnce() -> R) -> R {
+    struct Out;
+    impl Drop for Out {
+        fn drop(&mut self) {
+            SWEEP_DROPS.with(|d| d.set(d.get() - 1));
+        }
+    }
+    SWEEP_DROPS.with(|d| d.set(d.get() + 1));
+    let _out = Out;
+    f()
+}
+
+/// True inside a `Drop` that a sweep runs: the sweeping thread is counted
+/// by the cycle's sweep (or is the collector), so waiting there for a cycle
+/// or for the finalizers would wait for itself.
+pub(crate) fn in_sweep_drop() -> bool {
+    SWEEP_DROPS.with(|d| d.get() != 0)
 }
 
 /// Runs `f`, a mutator slow path, and adds its wall time to the calling

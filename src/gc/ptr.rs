@@ -49,9 +49,22 @@ impl<T: Trace> GcBox<T> {
 /// # Safety
 /// `obj` points to a live `GcBox<T>`.
 unsafe fn trace_erased<T: Trace>(obj: *const GcBox<()>, tracer: &mut Tracer<'_>) {
+    // A `trace` that unwinds leaves the marker's state (its grey stack, a
+    // barrier, the collector thread itself) half done, and no cycle could
+    // finish after it: stop the process with a message instead.
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            crate::os::fatal(format_args!(
+                "GC: a Trace implementation panicked while the collector traced it (Trace::trace must not panic)"
+            ));
+        }
+    }
+    let guard = AbortOnUnwind;
     // SAFETY: the caller passes a live box of `T`, found through its
     // descriptor.
-    unsafe { (*obj.cast::<GcBox<T>>()).value.trace(tracer) }
+    unsafe { (*obj.cast::<GcBox<T>>()).value.trace(tracer) };
+    core::mem::forget(guard);
 }
 
 /// # Safety

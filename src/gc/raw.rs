@@ -632,6 +632,9 @@ pub unsafe fn collect(h: *mut CHeap) {
     if mutator::state_for(&heap.inner).inside() {
         misuse("gom_gc_collect", "called inside a scope of the same heap (the cycle would wait for it)");
     }
+    if let Some(why) = heap.inner.cannot_wait_here() {
+        misuse("gom_gc_collect", why);
+    }
     heap.collect();
 }
 
@@ -641,7 +644,11 @@ pub unsafe fn collect(h: *mut CHeap) {
 /// `h` is a live handle.
 pub unsafe fn wait_finalizers(h: *mut CHeap) {
     // SAFETY: forwarded.
-    unsafe { heap_of(h, "gom_gc_wait_finalizers") }.wait_for_finalizers();
+    let heap = unsafe { heap_of(h, "gom_gc_wait_finalizers") };
+    if let Some(why) = heap.inner.cannot_wait_here() {
+        misuse("gom_gc_wait_finalizers", why);
+    }
+    heap.wait_for_finalizers();
 }
 
 /// `gom_gc_set_percent`: returns the previous value.

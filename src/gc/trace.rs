@@ -16,7 +16,9 @@ use crate::gc::ptr::{Gc, GcBox};
 ///
 /// # Safety
 /// `trace` must visit every `Gc` handle the value holds, directly or through
-/// owned data, and must not change the value. `HOLDS_GC` may be false only if
+/// owned data, and must not change the value. It must not panic: a panic
+/// while the collector traces stops the process (with a message), as the
+/// mark could not be finished. `HOLDS_GC` may be false only if
 /// no value of the type can hold a handle. Any handle the value holds must be
 /// changeable only through barriered cells while the value is reachable.
 /// `#[derive(Trace)]` (from `gomalloc-derive`) writes a correct

@@ -520,6 +520,13 @@ static void *enter_and_wait(void *arg) {
     return NULL;
 }
 
+static gom_gc_heap *collecting_heap;
+static void collecting_destroy(void *obj) {
+    (void)obj;
+    G.collect(collecting_heap);
+}
+static const gom_gc_type collecting_type = {16, 8, NULL, collecting_destroy, "collecting"};
+
 static int misuse(const char *mode) {
     gom_gc_heap *h = G.heap_new();
     if (strcmp(mode, "alloc-outside-scope") == 0) {
@@ -567,6 +574,12 @@ static int misuse(const char *mode) {
         struct node *a = new_node(h, 1);
         struct node *b = new_node(h, 2);
         G.write(h, a, (void **)&a->check + 1, b);
+    } else if (strcmp(mode, "collect-in-destroy") == 0) {
+        collecting_heap = h;
+        G.enter(h);
+        G.alloc(h, &collecting_type);
+        G.leave(h);
+        G.collect(h);
     } else if (strcmp(mode, "write-not-object") == 0) {
         G.enter(h);
         struct node *a = new_node(h, 1);
