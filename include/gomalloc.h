@@ -40,7 +40,10 @@
  *    loader allocated before the library took over): free ignores them,
  *    malloc_usable_size returns 0, and realloc stops the process with a
  *    message, since their size is unknown. Freeing an interior pointer or
- *    freeing twice stops the process with a message.
+ *    freeing twice stops the process with a message (the default build sees
+ *    a double free of a small block only while the block heads its free
+ *    list, and cannot tell a freed small block from a live one in realloc
+ *    or malloc_usable_size; the secure build catches every case).
  *  - A throwing operator new that runs out of memory calls the installed
  *    std::new_handler and retries while there is one, then throws
  *    std::bad_alloc (both taken from the program's C++ runtime, libstdc++ or
@@ -106,7 +109,8 @@ void *gom_malloc_aligned(size_t size, size_t align);
 
 /* The number of bytes usable at p (at least what was requested), as
  * malloc_usable_size. 0 for NULL, for pointers gomalloc did not hand out and
- * for pointers that are not the start of a live block. */
+ * for pointers that are not the start of a block (and, in the secure build,
+ * for freed small blocks, whose slot size the default build returns). */
 size_t gom_usable_size(const void *p);
 
 /* Gives the calling thread's cached spans back to the shared lists and

@@ -67,10 +67,10 @@ pub fn current_cache() -> *mut MCache {
     CACHE.with(|c| c.get())
 }
 
-/// The secure build's per-process secret (`secure.rs`); 0 until the first
-/// span is created.
+/// The secure build's per-process secret, four words (`secure.rs`: two keys
+/// of 128 bits); each 0 until first needed.
 #[cfg(feature = "secure")]
-pub(crate) static SECURE_SECRET: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SECURE_SECRET: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 /// `pthread_key_t + 2` once created; 1 while being created; 0 before.
 static EXIT_KEY: AtomicU64 = AtomicU64::new(0);

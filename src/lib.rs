@@ -219,7 +219,9 @@ mod api {
     }
 
     /// The usable size of the block starting at `ptr`, or `None` if `ptr` is
-    /// not the start of a live block of gomalloc's.
+    /// not the start of a live block of gomalloc's. A freed small block is
+    /// only recognised as such by the `secure` build; the default build
+    /// returns its slot size.
     pub fn usable_size(ptr: *const u8) -> Option<usize> {
         ALLOCATOR.usable_size(ptr)
     }

@@ -372,7 +372,9 @@ impl Allocator {
     }
 
     /// The usable size of the block starting at `ptr`, or `None` if `ptr` is
-    /// not the start of a live block of ours.
+    /// not the start of a live block of ours. A freed small block is only
+    /// recognised as such by the `secure` build (its live-slot bitmap); the
+    /// default build returns its slot size.
     pub fn usable_size(&self, ptr: *const u8) -> Option<usize> {
         let span = self.heap.span_of(ptr as usize);
         if span.is_null() {

@@ -152,8 +152,9 @@ mod imp {
         }
     }
 
-    /// splitmix64's finaliser: a bijective mix, so distinct inputs give
-    /// distinct keys.
+    /// splitmix64's finaliser: a fast bijective mix, for the shuffle only.
+    /// Not for anything derived from the secret that a program can read: it
+    /// is invertible, so one output gives its input back.
     #[inline(always)]
     fn mix(mut x: u64) -> u64 {
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -161,23 +162,68 @@ mod imp {
         x ^ (x >> 31)
     }
 
-    /// The per-process secret (never 0).
+    /// SipHash with `C` compression and `D` finalisation rounds of the one
+    /// word `m` (eight bytes, little-endian) under the 128-bit key
+    /// `(k0, k1)`: a keyed pseudo-random function, so neither a span key nor
+    /// a canary that a program reads (a block's first word, the word past
+    /// its end) tells anything about the secret or about other outputs.
+    /// Used as SipHash-1-3, the variant Rust's `HashMap` uses; the test
+    /// checks SipHash-2-4 against the standard library's.
     #[inline(always)]
-    fn secret() -> u64 {
-        let s = crate::globals::SECURE_SECRET.load(Ordering::Relaxed);
+    pub(super) fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, m: u64) -> u64 {
+        let mut v = [
+            k0 ^ 0x736f_6d65_7073_6575,
+            k1 ^ 0x646f_7261_6e64_6f6d,
+            k0 ^ 0x6c79_6765_6e65_7261,
+            k1 ^ 0x7465_6462_7974_6573,
+        ];
+        #[inline(always)]
+        fn round(v: &mut [u64; 4]) {
+            v[0] = v[0].wrapping_add(v[1]);
+            v[1] = v[1].rotate_left(13) ^ v[0];
+            v[0] = v[0].rotate_left(32);
+            v[2] = v[2].wrapping_add(v[3]);
+            v[3] = v[3].rotate_left(16) ^ v[2];
+            v[0] = v[0].wrapping_add(v[3]);
+            v[3] = v[3].rotate_left(21) ^ v[0];
+            v[2] = v[2].wrapping_add(v[1]);
+            v[1] = v[1].rotate_left(17) ^ v[2];
+            v[2] = v[2].rotate_left(32);
+        }
+        // The message block, then the last block: the length (8) in its top byte.
+        for block in [m, 8u64 << 56] {
+            v[3] ^= block;
+            for _ in 0..C {
+                round(&mut v);
+            }
+            v[0] ^= block;
+        }
+        v[2] ^= 0xff;
+        for _ in 0..D {
+            round(&mut v);
+        }
+        v[0] ^ v[1] ^ v[2] ^ v[3]
+    }
+
+    /// Word `i` of the per-process secret (never 0): words 0 and 1 key the
+    /// free-list keys, words 2 and 3 the canaries, so neither kind of value
+    /// says anything about the other.
+    #[inline(always)]
+    fn secret(i: usize) -> u64 {
+        let s = crate::globals::SECURE_SECRET[i].load(Ordering::Relaxed);
         if s != 0 {
             s
         } else {
-            init_secret()
+            init_secret(i)
         }
     }
 
-    /// Draws the secret from `getrandom(2)` (falling back to the clock and
-    /// an address if the kernel refuses) and installs it unless another
-    /// thread was first.
+    /// Draws word `i` of the secret from `getrandom(2)` (falling back to the
+    /// clock and an address if the kernel refuses) and installs it unless
+    /// another thread was first.
     #[cold]
     #[inline(never)]
-    fn init_secret() -> u64 {
+    fn init_secret(i: usize) -> u64 {
         let mut buf = [0u8; 8];
         // SAFETY: `buf` is a valid 8-byte out-buffer; getrandom allocates
         // nothing.
@@ -192,7 +238,7 @@ mod imp {
         let s = s | 1;
         // Only the value matters: whichever CAS wins, every reader then loads
         // the same secret.
-        match crate::globals::SECURE_SECRET.compare_exchange(0, s, Ordering::Relaxed, Ordering::Relaxed) {
+        match crate::globals::SECURE_SECRET[i].compare_exchange(0, s, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => s,
             Err(winner) => winner,
         }
@@ -200,7 +246,7 @@ mod imp {
 
     /// The free-list key of the span at `base` (never 0).
     pub fn span_key(base: usize) -> u64 {
-        mix(secret() ^ base as u64) | 1
+        siphash::<1, 3>(secret(0), secret(1), base as u64) | 1
     }
 
     /// The stored form of link `next`.
@@ -241,13 +287,21 @@ mod imp {
         ))
     }
 
-    /// Marks `obj`, just popped from `span`'s free list, live.
+    /// Marks `obj`, just popped from `span`'s free list, live, and clears
+    /// its link word: left there, the encoded link to the next block (whose
+    /// address the next allocation reveals) would give the span's key away.
+    ///
+    /// # Safety
+    /// `obj` is a slot of `span` just taken off its free list.
     #[inline(always)]
-    pub fn on_alloc(span: &Span, obj: *mut u8) {
+    pub unsafe fn on_alloc(span: &Span, obj: *mut u8) {
         let index = ((((obj as usize) - span.base) as u64 * span.div_magic as u64) >> 32) as usize;
         if span.live.set(index) {
             handed_out_twice(span, obj as usize);
         }
+        // SAFETY: the slot is at least a word long, word-aligned, and now
+        // the caller's.
+        unsafe { obj.cast::<u64>().write(0) };
     }
 
     #[cold]
@@ -354,7 +408,7 @@ mod imp {
 
     #[inline(always)]
     fn canary_tag(ptr: *mut u8) -> u64 {
-        mix(secret() ^ ptr as u64) & !0xffff
+        siphash::<1, 3>(secret(2), secret(3), ptr as u64) & !0xffff
     }
 
     /// Writes the slack pattern and the canary of a block of `size` bytes at
@@ -494,6 +548,46 @@ mod imp {
             } else {
                 self.alloc_large(size, align, false)
             }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "secure"))]
+mod tests {
+    use crate::malloc::Allocator;
+
+    #[test]
+    #[allow(deprecated)] // `SipHasher` is SipHash-2-4 with a stable definition
+    fn siphash_matches_the_standard_librarys_siphash_2_4() {
+        use std::hash::{Hasher, SipHasher};
+        let cases = [(0, 0, 0), (1, 2, 3), (u64::MAX, 0x0123_4567_89ab_cdef, 0x7f00_dead_beef), (7, 7, u64::MAX)];
+        for (k0, k1, m) in cases {
+            let mut h = SipHasher::new_with_keys(k0, k1);
+            h.write_u64(m);
+            assert_eq!(super::imp::siphash::<2, 4>(k0, k1, m), h.finish(), "keys {k0:#x} {k1:#x}, word {m:#x}");
+        }
+    }
+
+    #[test]
+    fn an_allocated_block_does_not_hold_its_encoded_link() {
+        let a = Box::new(Allocator::new(None));
+        let c = a.new_cache();
+        // SAFETY: `c` is this thread's cache; the blocks are read within size.
+        unsafe {
+            let blocks: Vec<*mut u8> = (0..64).map(|_| a.alloc(c, 48, 8)).collect();
+            for &p in &blocks {
+                assert_eq!(p.cast::<u64>().read(), 0, "block {p:?} starts with its old link word");
+            }
+            for &p in &blocks {
+                a.dealloc(c, p, 48, 8);
+            }
+            // Reused blocks too: their links were written by the frees.
+            let again: Vec<*mut u8> = (0..64).map(|_| a.alloc(c, 48, 8)).collect();
+            for &p in &again {
+                assert_eq!(p.cast::<u64>().read(), 0, "reused block {p:?} starts with its link word");
+                a.dealloc(c, p, 48, 8);
+            }
+            a.caches().destroy(&a, c);
         }
     }
 }
