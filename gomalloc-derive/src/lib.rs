@@ -4,13 +4,13 @@
 //! the trait share the name, as serde's do):
 //!
 //! ```
-//! use gomalloc::gc::{Gc, Rebrand, Trace};
+//! use gomalloc::gc::{GcCell, Rebrand, Trace};
 //!
 //! #[derive(Trace)]
 //! struct Node<'gc> {
 //!     value: u32,
 //!     label: String,
-//!     next: Option<Gc<'gc, Node<'gc>>>,
+//!     next: GcCell<'gc, Node<'gc>>,
 //!     #[gc(skip)] // not traced; must be `'static` (see below)
 //!     log: std::sync::Mutex<Vec<u8>>,
 //! }
@@ -18,6 +18,11 @@
 //! assert!(<Node<'static> as Trace>::HOLDS_GC);
 //! # fn rebranded<'a>() -> Option<<Node<'static> as Rebrand>::Of<'a>> { None::<Node<'a>> }
 //! ```
+//!
+//! Handles inside a GC object go in cells (`GcCell`, `GcVec`), whose writes
+//! carry the barrier. A type with a plain `Gc` field derives `Trace` too,
+//! but cannot be allocated: `Gc` is neither `Send` nor `Sync` (it must not
+//! leave its scope's thread), and GC objects must be both.
 //!
 //! It works on structs (named, tuple or unit) and enums with any generics
 //! (lifetimes, type and const parameters, `where` clauses). Every path it

@@ -53,6 +53,12 @@ impl RootSlots {
 /// A handle that keeps its object alive between `enter` scopes. `R` names
 /// the object's type with any brand (`Root<Node<'static>>` for a
 /// `Gc<'gc, Node<'gc>>`); see [`Rebrand`].
+///
+/// A root also keeps its heap alive (its collector thread and its memory),
+/// like a [`Heap`](crate::gc::Heap). A root kept inside a GC object (a
+/// `#[gc(skip)]` field) lives until a cycle finds that object unreachable
+/// and a sweep drops it; if it is the heap's last owner and no cycle comes,
+/// the heap never shuts down. Links between objects belong in cells.
 pub struct Root<R: Rebrand> {
     heap: HeapRef,
     slot: usize,
