@@ -9,8 +9,10 @@
 //! # Layout
 //! An arena is a multiple of `ARENA_SIZE` (64 MiB), aligned to it, whose first
 //! pages hold its header: the page → span table, the free-page bitmap, the
-//! dirty-page bitmap and the fresh-page bitmap (pages freed since the
-//! background scavenger's last tick, see `scavenger.rs`). The arena index,
+//! dirty-page bitmap, the fresh-page bitmap (pages freed since the
+//! background scavenger's last tick, see `scavenger.rs`) and the
+//! refused-page bitmap (free pages `madvise` could not release because they
+//! are locked; skipped until allocated again). The arena index,
 //! one flat table with an entry per 64 MiB of the 47-bit address space (16 MiB
 //! of address space, touched only where arenas live), maps an address to its
 //! arena. So `span_of(p)` is two dependent loads and rejects any address
@@ -106,7 +108,7 @@ impl Arena {
     }
 
     fn header_bytes(npages: usize) -> usize {
-        TABLE_OFFSET + npages * size_of::<PlainAtomicPtr<Span>>() + 3 * Bitmap::words_for(npages) * 8
+        TABLE_OFFSET + npages * size_of::<PlainAtomicPtr<Span>>() + 4 * Bitmap::words_for(npages) * 8
     }
 
     fn table(&self) -> *const PlainAtomicPtr<Span> {
@@ -142,6 +144,29 @@ impl Arena {
         unsafe { Bitmap::new(words as *mut u64, self.npages) }
     }
 
+    /// Refused-page bitmap (1 = free, dirty, and the kernel refused to
+    /// release it: locked memory). The scavenger skips these pages until
+    /// they are allocated again. Heap lock.
+    fn refused_map(&self) -> Bitmap {
+        let words = self.base()
+            + TABLE_OFFSET
+            + self.npages * size_of::<PlainAtomicPtr<Span>>()
+            + 3 * Bitmap::words_for(self.npages) * 8;
+        // SAFETY: as for `free_map`.
+        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+    }
+
+    /// Pages `[page, page + n)` leave the free state: they are no longer
+    /// refused (a later free may find them unlocked). Returns how many were.
+    fn unrefuse(&self, page: usize, n: usize) -> usize {
+        let refused = self.refused_map();
+        let count = refused.count_range(page, n);
+        if count != 0 {
+            refused.clear_range(page, n);
+        }
+        count
+    }
+
     fn entry(&self, page: usize) -> &PlainAtomicPtr<Span> {
         debug_assert!(page < self.npages);
         // SAFETY: the table has `npages` entries inside the header.
@@ -161,6 +186,26 @@ impl Arena {
     }
 }
 
+impl HeapCounters {
+    /// Free dirty pages the scavenger may still try to release (refused
+    /// ones excluded).
+    pub fn releasable_pages(&self) -> usize {
+        self.dirty_free_pages - self.refused_free_pages
+    }
+}
+
+/// The first page at or after `from` set in neither `a` (when given) nor `b`.
+fn next_clear_in_neither(a: Option<&Bitmap>, b: &Bitmap, mut from: usize) -> usize {
+    loop {
+        let x = a.map_or(from, |a| a.next_clear(from));
+        let y = b.next_clear(x);
+        if y == x {
+            return x;
+        }
+        from = y;
+    }
+}
+
 /// Counters kept under the heap lock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeapCounters {
@@ -170,6 +215,9 @@ pub struct HeapCounters {
     pub free_pages: usize,
     /// Free pages that may be resident.
     pub dirty_free_pages: usize,
+    /// Of those, pages the kernel refused to release (locked memory), which
+    /// the scavenger leaves alone until they are allocated again.
+    pub refused_free_pages: usize,
     /// Bytes of address space in arenas (headers included).
     pub mapped_bytes: usize,
     /// Bytes of arena headers.
@@ -218,6 +266,7 @@ impl MHeap {
                         pages_in_use: 0,
                         free_pages: 0,
                         dirty_free_pages: 0,
+                        refused_free_pages: 0,
                         mapped_bytes: 0,
                         header_bytes: 0,
                         record_bytes: 0,
@@ -329,6 +378,7 @@ impl MHeap {
             unsafe {
                 let a = &mut *arena;
                 let dirty = a.dirty_map().count_range(page, npages);
+                h.counters.refused_free_pages -= a.unrefuse(page, npages);
                 a.free_map().clear_range(page, npages);
                 a.dirty_map().set_range(page, npages);
                 a.free_pages -= npages;
@@ -417,6 +467,7 @@ impl MHeap {
                         return false;
                     }
                     let dirty = arena.dirty_map().count_range(tail, extra);
+                    h.counters.refused_free_pages -= arena.unrefuse(tail, extra);
                     arena.free_map().clear_range(tail, extra);
                     arena.dirty_map().set_range(tail, extra);
                     arena.free_pages -= extra;
@@ -484,7 +535,7 @@ impl MHeap {
     /// the scavenger's floor (`Scavenger::floor_pages`);
     /// then clears the fresh marks, so a page freed from now on is released
     /// at the earliest one step later. Returns (pages released, free dirty
-    /// pages left).
+    /// pages left that are not refused).
     ///
     /// The heap lock is not held across `madvise`: each run (at most
     /// `RELEASE_CHUNK_PAGES`) is taken out of the free map under the lock,
@@ -512,7 +563,7 @@ impl MHeap {
         }
         self.inner.with(|h| {
             h.clear_fresh();
-            (released, h.counters.dirty_free_pages)
+            (released, h.counters.releasable_pages())
         })
     }
 
@@ -741,32 +792,38 @@ impl HeapInner {
     /// workload oscillating around it does not `madvise` on every free.
     fn maybe_scavenge(&mut self, floor: usize) {
         let limit = RETAIN_MIN_PAGES.max(self.counters.pages_in_use / 8);
-        if self.counters.dirty_free_pages > limit.max(floor) {
+        if self.counters.releasable_pages() > limit.max(floor) {
             self.scavenge((limit / 2).max(floor));
         }
     }
 
     /// Releases free dirty runs, highest arena first, until at most `keep`
-    /// free dirty pages remain, or until the kernel refuses one (locked
-    /// memory: trying the rest on every free would cost a failing
-    /// `madvise` per run). Returns pages released.
+    /// releasable pages remain. Refused pages are skipped: each run is
+    /// tried once, and a refusal marks it (so a process under `mlockall`
+    /// pays one failing `madvise` per run it frees, not one per run on
+    /// every later free). Returns pages released.
     fn scavenge(&mut self, keep: usize) -> usize {
         let mut released = 0;
         let mut a = self.last;
-        while !a.is_null() && self.counters.dirty_free_pages > keep {
+        while !a.is_null() && self.counters.releasable_pages() > keep {
             // SAFETY: arenas on the list are live; the heap lock is held.
             let arena = unsafe { &mut *a };
-            let (free, dirty) = (arena.free_map(), arena.dirty_map());
+            let (free, dirty, refused) = (arena.free_map(), arena.dirty_map(), arena.refused_map());
             let mut from = 0;
-            while self.counters.dirty_free_pages > keep {
+            while self.counters.releasable_pages() > keep {
                 let Some((start, end)) = free.next_run_in_both(&dirty, from) else {
                     break;
                 };
-                if !self.release_run(arena, start, end) {
-                    return released;
+                let run_start = refused.next_clear(start);
+                if run_start >= end {
+                    from = end;
+                    continue;
                 }
-                released += end - start;
-                from = end;
+                let run_end = refused.next_set(run_start).map_or(end, |r| r.min(end));
+                if self.release_run(arena, run_start, run_end) {
+                    released += run_end - run_start;
+                }
+                from = run_end;
             }
             a = arena.prev;
         }
@@ -774,10 +831,13 @@ impl HeapInner {
     }
 
     /// Returns the free dirty pages `[start, end)` of `arena` to the OS;
-    /// false, and the pages stay dirty, if the kernel refused.
+    /// false if the kernel refused: the pages stay dirty and are marked
+    /// refused.
     fn release_run(&mut self, arena: &Arena, start: usize, end: usize) -> bool {
         // SAFETY: the run is free pages of a live arena: no live data.
         if !unsafe { os::release(arena.page_addr(start) as *mut u8, (end - start) * PAGE_SIZE) } {
+            arena.refused_map().set_range(start, end - start);
+            self.counters.refused_free_pages += end - start;
             return false;
         }
         arena.dirty_map().clear_range(start, end - start);
@@ -807,16 +867,19 @@ impl HeapInner {
             let a = cursor.arena;
             // SAFETY: arenas on the list are live; the heap lock is held.
             let arena = unsafe { &mut *a };
-            let (free, dirty, fresh) = (arena.free_map(), arena.dirty_map(), arena.fresh_map());
+            let (free, dirty, fresh, refused) =
+                (arena.free_map(), arena.dirty_map(), arena.fresh_map(), arena.refused_map());
+            let skip_fresh = (!all).then_some(&fresh);
             while let Some((start, end)) = free.next_run_in_both(&dirty, cursor.page) {
                 let first = start + keep.saturating_sub(cursor.kept).min(end - start);
                 cursor.kept += first - start;
-                let run_start = if all { first } else { fresh.next_clear(first) };
+                let run_start = next_clear_in_neither(skip_fresh, &refused, first);
                 if run_start >= end {
                     cursor.page = end;
                     continue;
                 }
-                let run_end = if all { end } else { fresh.next_set(run_start).map_or(end, |f| f.min(end)) };
+                let stop = |b: &Bitmap| b.next_set(run_start).map_or(end, |f| f.min(end));
+                let run_end = stop(&refused).min(skip_fresh.map_or(end, stop));
                 let n = (run_end - run_start).min(RELEASE_CHUNK_PAGES);
                 // The pages between `start` and `run_start` are kept or
                 // fresh: the next call starts after this run.
@@ -847,7 +910,9 @@ impl HeapInner {
             self.counters.purges += 1;
         } else {
             arena.dirty_map().set_range(page, n);
+            arena.refused_map().set_range(page, n);
             self.counters.dirty_free_pages += n;
+            self.counters.refused_free_pages += n;
         }
     }
 

@@ -311,7 +311,7 @@ impl Scavenger {
         fence(Ordering::SeqCst);
         // The counters are read under the heap lock: a free that added
         // pages before this read is seen here; one after it sees IDLE.
-        if only_if_no_work && a.heap().counters().dirty_free_pages > self.floor_pages() {
+        if only_if_no_work && a.heap().counters().releasable_pages() > self.floor_pages() {
             self.wake.store(BUSY, Ordering::Relaxed);
             return;
         }

@@ -87,8 +87,9 @@ struct CollectOnDrop(Heap, Arc<AtomicUsize>);
 impl Drop for CollectOnDrop {
     fn drop(&mut self) {
         self.1.fetch_add(1, Ordering::SeqCst);
-        // Refused with a panic (the sweep running this Drop catches it):
-        // the cycle would wait for the sweep that runs it.
+        // Refused with a panic (the sweep running this Drop catches it) when
+        // the heap is the one whose sweep runs this Drop: its cycle would
+        // wait for that sweep.
         self.0.collect();
         self.1.fetch_add(100, Ordering::SeqCst);
     }
@@ -110,6 +111,20 @@ fn a_drop_that_collects_during_a_sweep_is_refused_not_deadlocked() {
     assert!(collect_finishes(&heap, 20), "collect() deadlocked on a Drop that collects");
     assert_eq!(drops.load(Ordering::SeqCst), 1, "the Drop ran once and its collect() was refused");
     assert!(collect_finishes(&heap, 20), "the heap still collects");
+}
+
+/// A `Drop` run by heap A's sweep may collect heap B: B's cycle does not
+/// wait for A's sweep.
+#[test]
+fn a_drop_run_by_one_heaps_sweep_may_collect_another_heap() {
+    let a = quiet_heap();
+    let b = quiet_heap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    a.enter(|m| {
+        m.alloc(Collector { _c: CollectOnDrop(b.clone(), progress.clone()) });
+    });
+    assert!(collect_finishes(&a, 20));
+    assert_eq!(progress.load(Ordering::SeqCst), 101, "B.collect() from A's sweep completed");
 }
 
 struct Tally(Arc<AtomicUsize>);

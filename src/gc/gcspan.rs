@@ -91,10 +91,10 @@ const _: () = assert!(core::mem::size_of::<GcSpan>() <= HEADER_BYTES);
 ///
 /// # Safety
 /// `obj` is an initialised object nothing will use again.
-unsafe fn drop_dead(obj: *mut GcBox<()>) {
+unsafe fn drop_dead(obj: *mut GcBox<()>, heap: usize) {
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: forwarded: the object is dead and initialised.
-        crate::gc::mutator::as_sweep_drop(|| unsafe { ((*obj).desc.drop)(obj) })
+        crate::gc::mutator::as_sweep_drop(heap, || unsafe { ((*obj).desc.drop)(obj) })
     }));
     if dropped.is_err() {
         // SAFETY: the descriptor is not part of the dropped value.
@@ -330,7 +330,7 @@ impl GcSpan {
                 // unreachable (unmarked after a complete mark), so nothing
                 // reads it again. Its `Drop` reaches no GC object (derive
                 // forbids `Drop` on traced types).
-                unsafe { drop_dead(self.object(i)) };
+                unsafe { drop_dead(self.object(i), self.heap_id) };
             }
             r.live += (alloc & marked).count_ones() as usize;
             // Objects allocated black since marking began are marked too.
@@ -358,7 +358,7 @@ impl GcSpan {
                 alloc &= alloc - 1;
                 // SAFETY: an allocated slot holds an initialised box that the
                 // caller will never use again.
-                unsafe { drop_dead(self.object(i)) };
+                unsafe { drop_dead(self.object(i), self.heap_id) };
             }
             self.alloc_bits[w].store(0, Ordering::Relaxed);
         }

@@ -1037,7 +1037,7 @@ impl HeapInner {
     /// `Drop` run by a sweep (the sweeping thread is the collector, or is
     /// counted by the sweep the cycle must close first).
     pub(crate) fn cannot_wait_here(&self) -> Option<&'static str> {
-        if crate::gc::mutator::in_sweep_drop() {
+        if crate::gc::mutator::in_sweep_drop(self.id) {
             return Some("from a Drop (or destroy callback) run by a sweep (it would wait for that sweep)");
         }
         if *self.collector_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(thread::current().id()) {

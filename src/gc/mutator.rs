@@ -498,35 +498,56 @@ impl Drop for Registration {
 thread_local! {
     static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = const { std::cell::RefCell::new(Vec::new()) };
     static SLOW_PATH_NS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
-    static SWEEP_DROPS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    static SWEEP_TOP: core::cell::Cell<*const SweepFrame> = const { core::cell::Cell::new(core::ptr::null()) };
 }
 // Loom runs every modelled thread on one OS thread: its own thread-locals.
 #[cfg(gomalloc_loom)]
 loom::thread_local! {
     static REGISTRATIONS: std::cell::RefCell<Vec<Registration>> = std::cell::RefCell::new(Vec::new());
     static SLOW_PATH_NS: core::cell::Cell<u64> = core::cell::Cell::new(0);
-    static SWEEP_DROPS: core::cell::Cell<u32> = core::cell::Cell::new(0);
+    static SWEEP_TOP: core::cell::Cell<*const SweepFrame> = core::cell::Cell::new(core::ptr::null());
 }
 
-/// Runs `f`, a dead object's `Drop` run by a sweep, with the calling thread
-/// marked as inside one (see [`in_sweep_drop`]).
-pub(crate) fn as_sweep_drop<R>(f: impl FnOnce() -> R) -> R {
-    struct Out;
-    impl Drop for Out {
+/// One `Drop` a sweep of heap `heap` runs on this thread, linked to the one
+/// it runs inside, if any (a `Drop` may use another heap, whose allocation
+/// sweeps): a stack threaded through the callers' frames.
+struct SweepFrame {
+    heap: usize,
+    outer: *const SweepFrame,
+}
+
+/// Runs `f`, a dead object's `Drop` run by a sweep of heap `heap` (its id),
+/// with the calling thread marked as inside one (see [`in_sweep_drop`]).
+pub(crate) fn as_sweep_drop<R>(heap: usize, f: impl FnOnce() -> R) -> R {
+    struct Pop(*const SweepFrame);
+    impl Drop for Pop {
         fn drop(&mut self) {
-            SWEEP_DROPS.with(|d| d.set(d.get() - 1));
+            SWEEP_TOP.with(|t| t.set(self.0));
         }
     }
-    SWEEP_DROPS.with(|d| d.set(d.get() + 1));
-    let _out = Out;
+    let frame = SweepFrame { heap, outer: SWEEP_TOP.with(|t| t.get()) };
+    SWEEP_TOP.with(|t| t.set(&frame));
+    let _pop = Pop(frame.outer);
     f()
 }
 
-/// True inside a `Drop` that a sweep runs: the sweeping thread is counted
-/// by the cycle's sweep (or is the collector), so waiting there for a cycle
-/// or for the finalizers would wait for itself.
-pub(crate) fn in_sweep_drop() -> bool {
-    SWEEP_DROPS.with(|d| d.get() != 0)
+/// True inside a `Drop` that a sweep of heap `heap` runs on this thread,
+/// however deeply nested: that sweep is counted by the heap's cycle (or is
+/// the collector's), so waiting there for one of its cycles or for its
+/// finalizers would wait for itself. Another heap's sweep does not matter.
+pub(crate) fn in_sweep_drop(heap: usize) -> bool {
+    let mut f = SWEEP_TOP.with(|t| t.get());
+    while !f.is_null() {
+        // SAFETY: each frame lives in the frame of an `as_sweep_drop` call
+        // still running on this thread (popped before that call returns or
+        // unwinds), so every frame on the list is alive.
+        let frame = unsafe { &*f };
+        if frame.heap == heap {
+            return true;
+        }
+        f = frame.outer;
+    }
+    false
 }
 
 /// Runs `f`, a mutator slow path, and adds its wall time to the calling

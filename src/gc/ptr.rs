@@ -56,7 +56,7 @@ unsafe fn trace_erased<T: Trace>(obj: *const GcBox<()>, tracer: &mut Tracer<'_>)
     impl Drop for AbortOnUnwind {
         fn drop(&mut self) {
             crate::os::fatal(format_args!(
-                "GC: a Trace implementation panicked while the collector traced it (Trace::trace must not panic)"
+                "GC: a Trace implementation panicked during marking (Trace::trace must not panic)"
             ));
         }
     }

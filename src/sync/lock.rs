@@ -10,7 +10,9 @@
 //! that allocates (another library's, registered before the first
 //! allocation) would otherwise wait forever for a lock its own thread holds.
 //! The data behind the locks is consistent then: each lock was acquired
-//! between critical sections, and the forking thread is in none.
+//! between critical sections, and the forking thread is in none (unless it
+//! forks from a signal handler that interrupted an allocator call, which
+//! deadlocks, as it does with glibc's malloc).
 //!
 //! Normal build: a three-state futex mutex (0 free, 1 held, 2 held with
 //! waiters), after Drepper's "Futexes Are Tricky". A short spin precedes the
