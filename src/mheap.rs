@@ -94,6 +94,8 @@ pub struct Arena {
 }
 
 const TABLE_OFFSET: usize = size_of::<Arena>().next_multiple_of(64);
+/// Page bitmaps in an arena's header: free, dirty, fresh, refused.
+const BITMAPS: usize = 4;
 
 impl Arena {
     /// The arena's first page number modulo `align_pages`, for aligned
@@ -108,52 +110,46 @@ impl Arena {
     }
 
     fn header_bytes(npages: usize) -> usize {
-        TABLE_OFFSET + npages * size_of::<PlainAtomicPtr<Span>>() + 4 * Bitmap::words_for(npages) * 8
+        TABLE_OFFSET + npages * size_of::<PlainAtomicPtr<Span>>() + BITMAPS * Bitmap::words_for(npages) * 8
     }
 
     fn table(&self) -> *const PlainAtomicPtr<Span> {
         (self.base() + TABLE_OFFSET) as *const PlainAtomicPtr<Span>
     }
 
+    /// Bitmap `k` (of `BITMAPS`) of the header, after the page table.
+    fn header_bitmap(&self, k: usize) -> Bitmap {
+        debug_assert!(k < BITMAPS);
+        let words = self.base()
+            + TABLE_OFFSET
+            + self.npages * size_of::<PlainAtomicPtr<Span>>()
+            + k * Bitmap::words_for(self.npages) * 8;
+        // SAFETY: the header reserves `BITMAPS` bitmaps of `npages` bits
+        // after the table; the heap lock makes the caller their only user.
+        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+    }
+
     /// Free-page bitmap (1 = free). Heap lock.
     fn free_map(&self) -> Bitmap {
-        let words = self.base() + TABLE_OFFSET + self.npages * size_of::<PlainAtomicPtr<Span>>();
-        // SAFETY: the header reserves the bitmap's words; the heap lock makes
-        // the caller its only user.
-        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+        self.header_bitmap(0)
     }
 
     /// Dirty-page bitmap (1 = may be resident with old data). Heap lock.
     fn dirty_map(&self) -> Bitmap {
-        let words = self.base()
-            + TABLE_OFFSET
-            + self.npages * size_of::<PlainAtomicPtr<Span>>()
-            + Bitmap::words_for(self.npages) * 8;
-        // SAFETY: as for `free_map`.
-        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+        self.header_bitmap(1)
     }
 
     /// Fresh-page bitmap (1 = freed since the last background tick). Heap
     /// lock.
     fn fresh_map(&self) -> Bitmap {
-        let words = self.base()
-            + TABLE_OFFSET
-            + self.npages * size_of::<PlainAtomicPtr<Span>>()
-            + 2 * Bitmap::words_for(self.npages) * 8;
-        // SAFETY: as for `free_map`.
-        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+        self.header_bitmap(2)
     }
 
     /// Refused-page bitmap (1 = free, dirty, and the kernel refused to
     /// release it: locked memory). The scavenger skips these pages until
     /// they are allocated again. Heap lock.
     fn refused_map(&self) -> Bitmap {
-        let words = self.base()
-            + TABLE_OFFSET
-            + self.npages * size_of::<PlainAtomicPtr<Span>>()
-            + 3 * Bitmap::words_for(self.npages) * 8;
-        // SAFETY: as for `free_map`.
-        unsafe { Bitmap::new(words as *mut u64, self.npages) }
+        self.header_bitmap(3)
     }
 
     /// Pages `[page, page + n)` leave the free state: they are no longer

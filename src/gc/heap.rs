@@ -1279,6 +1279,9 @@ impl HeapInner {
     /// cycle): the teardown waits until that step ends and the collector
     /// sees the shutdown (`collector_main`).
     pub(crate) fn shutdown(&self) {
+        // AcqRel: pairs with the same swap by the other caller (the last
+        // owner's drop, `HeapInner::drop`), so the one that returns early
+        // sees what the winner did before it.
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -1303,7 +1306,10 @@ impl HeapInner {
     /// The second half of `shutdown`, with the collector stopped or
     /// between steps: drops every object and gives the pages back. Runs once.
     fn teardown(&self) {
-        if self.torn_down.swap(true, Ordering::AcqRel) {
+        // Relaxed: the swap only elects the one caller that runs it; what
+        // it tears down was handed over by the join of the collector or by
+        // the last `Arc`'s drop.
+        if self.torn_down.swap(true, Ordering::Relaxed) {
             return;
         }
         self.stop_finalizers();
