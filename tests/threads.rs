@@ -32,21 +32,33 @@ fn thread_churn_does_not_leak_caches() {
 #[test]
 fn forked_child_can_allocate_while_parent_threads_allocate() {
     let stop = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..3)
         .map(|t| {
-            let stop = stop.clone();
+            let (stop, running) = (stop.clone(), running.clone());
             std::thread::spawn(move || {
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                loop {
                     let v: Vec<Vec<u8>> = (0..64).map(|i| vec![t as u8; (i * 97) % 4000 + 1]).collect();
                     n += v.len() as u64;
                     let big = vec![1u8; 100_000];
                     n += big[99_999] as u64;
+                    if n == 65 {
+                        running.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return n;
+                    }
                 }
-                n
             })
         })
         .collect();
+    // The forks must overlap the workers' allocations: wait until each has
+    // allocated once. (Under load a new thread could otherwise first run
+    // after the last fork, which once failed this test on a busy machine.)
+    while running.load(Ordering::Relaxed) < 3 {
+        std::thread::yield_now();
+    }
     for _ in 0..20 {
         // SAFETY: fork in a test; the child only allocates, frees and exits
         // with `_exit`, never returning into the test harness.
@@ -66,6 +78,7 @@ fn forked_child_can_allocate_while_parent_threads_allocate() {
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
-        assert!(w.join().unwrap() > 0);
+        // Each worker returns (none was left waiting on a lock the forks held).
+        w.join().unwrap();
     }
 }
